@@ -1,0 +1,371 @@
+"""The async chat client every part of Summit uses to reach a model.
+
+One :class:`ChatClient` per endpoint: it bounds the requests in flight, times each out,
+retries 429 / 5xx / timeouts / connection drops / unreadable bodies with exponential
+backoff and full jitter (honouring ``Retry-After``), parses tool calls written as text,
+keeps ``reasoning_content``, counts tokens and cost, and can replay from a disk cache.
+After the last try it raises :class:`~llm.errors.ProviderError` naming endpoint, model
+and last status. It does not decide what to ask (that is the caller's), nor share its
+concurrency bound with other processes (Ray-wide limits belong to ``synth``).
+
+Example::
+
+    client = ChatClient(get_endpoint("kimi-k2"))
+    result = await client.chat([Message(role="user", content="hi")], tools=[...])
+    verdict = await client.complete_json(messages, Verdict)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import openai
+from pydantic import BaseModel, ValidationError
+
+from llm.cache import ResponseCache, request_key
+from llm.endpoints import Endpoint
+from llm.errors import ProviderError, StructuredOutputError
+from llm.toolcalls import native_call_errors, parse_tool_calls
+from llm.types import (
+    ChatResult,
+    FunctionCall,
+    Message,
+    ToolCall,
+    Usage,
+    as_wire_messages,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T", bound=BaseModel)
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
+
+
+@dataclass
+class UsageMeter:
+    """Running totals for one endpoint."""
+
+    requests: int = 0
+    cached: int = 0
+    retries: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return dict(self.__dict__)
+
+
+class _Retry(Exception):
+    """Internal: one attempt failed in a way worth retrying."""
+
+    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(reason)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class ChatClient:
+    """Async client for one OpenAI-compatible endpoint."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        cache_dir: str | Path | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.usage = UsageMeter()
+        self.cache = ResponseCache(cache_dir) if cache_dir is not None else None
+        self._rng = rng or random.Random()
+        self._semaphore: asyncio.Semaphore | None = None
+        self._json_schema = endpoint.json_schema
+        self._sdk = openai.AsyncOpenAI(
+            base_url=endpoint.base_url,
+            api_key=endpoint.api_key,
+            timeout=endpoint.timeout_s,
+            max_retries=0,  # retries are ours: jitter, Retry-After cap and a clear last error
+        )
+
+    async def aclose(self) -> None:
+        await self._sdk.close()
+
+    async def __aenter__(self) -> ChatClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ----------------------------------------------------------------- chat
+    async def chat(
+        self,
+        messages: list[Message] | list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        stop: str | list[str] | None = None,
+        seed: int | None = None,
+        response_format: dict[str, Any] | None = None,
+        model: str | None = None,
+        extra_body: dict[str, Any] | None = None,
+    ) -> ChatResult:
+        """One chat completion (``n=1``), retried until it succeeds or tries run out."""
+        request: dict[str, Any] = {
+            "model": model or self.endpoint.model,
+            "messages": as_wire_messages(messages),
+        }
+        temperature = temperature if temperature is not None else self.endpoint.temperature
+        optional = {
+            "tools": tools or None,
+            "tool_choice": tool_choice if tools else None,
+            "temperature": temperature,
+            "top_p": top_p,
+            "max_tokens": max_tokens,
+            "stop": stop,
+            "seed": seed,
+            "response_format": response_format,
+        }
+        request.update({k: v for k, v in optional.items() if v is not None})
+        if extra_body:
+            request["extra_body"] = extra_body
+        key = request_key(self.endpoint.base_url, request) if self.cache else ""
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.usage.cached += 1
+                return hit
+        result = await self._with_retries(request)
+        self.usage.requests += 1
+        self.usage.prompt_tokens += result.usage.prompt_tokens
+        self.usage.completion_tokens += result.usage.completion_tokens
+        self.usage.cost_usd += self.endpoint.price.cost(
+            result.usage.prompt_tokens, result.usage.completion_tokens
+        )
+        if self.cache is not None:
+            self.cache.put(key, result)
+        return result
+
+    async def _with_retries(self, request: dict[str, Any]) -> ChatResult:
+        ep = self.endpoint
+        last: _Retry | None = None
+        for attempt in range(ep.max_retries + 1):
+            if attempt:
+                self.usage.retries += 1
+                await asyncio.sleep(self._backoff(attempt, last))
+            try:
+                return await self._attempt(request)
+            except _Retry as exc:
+                last = exc
+                log.debug("%s: attempt %d failed: %s", ep.name, attempt + 1, exc)
+        self.usage.failures += 1
+        assert last is not None
+        status = f"status {last.status}" if last.status else "no status"
+        raise ProviderError(
+            f"endpoint {ep.name!r} (model {request['model']}, {ep.base_url}) failed after "
+            f"{ep.max_retries + 1} tries; last: {status}: {last}",
+            endpoint=ep.name,
+            model=request["model"],
+            status=last.status,
+            attempts=ep.max_retries + 1,
+        )
+
+    def _backoff(self, attempt: int, last: _Retry | None) -> float:
+        ep = self.endpoint
+        if last is not None and last.retry_after is not None:
+            return min(ep.backoff_max_s, last.retry_after) + self._rng.uniform(0, 0.05)
+        ceiling = min(ep.backoff_max_s, ep.backoff_base_s * 2 ** (attempt - 1))
+        return self._rng.uniform(0, ceiling)
+
+    def _sem(self) -> asyncio.Semaphore:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.endpoint.max_concurrency)
+        return self._semaphore
+
+    async def _attempt(self, request: dict[str, Any]) -> ChatResult:
+        ep = self.endpoint
+        async with self._sem():
+            started = time.perf_counter()
+            try:
+                response = await self._sdk.chat.completions.create(**request)
+            except openai.APIStatusError as exc:
+                if exc.status_code in RETRYABLE_STATUS:
+                    raise _Retry(
+                        _short(exc), exc.status_code, _retry_after(exc.response.headers)
+                    ) from exc
+                raise ProviderError(
+                    f"endpoint {ep.name!r} (model {request['model']}) rejected the request: "
+                    f"status {exc.status_code}: {_short(exc)}",
+                    endpoint=ep.name,
+                    model=request["model"],
+                    status=exc.status_code,
+                    attempts=1,
+                ) from exc
+            except openai.APITimeoutError as exc:
+                raise _Retry(f"timed out after {ep.timeout_s}s") from exc
+            except openai.APIConnectionError as exc:
+                cause = exc.__cause__ or exc
+                raise _Retry(f"connection error: {type(cause).__name__}: {cause}") from exc
+            except (openai.APIResponseValidationError, json.JSONDecodeError, ValidationError) as exc:
+                raise _Retry(f"unreadable response body: {type(exc).__name__}") from exc
+            latency = time.perf_counter() - started
+        if not getattr(response, "choices", None):
+            raise _Retry("response has no choices")
+        return _to_result(response, ep.name, latency)
+
+    # ------------------------------------------------------------ structured
+    async def complete_json(
+        self,
+        messages: list[Message] | list[dict[str, Any]],
+        schema: type[T],
+        *,
+        max_repairs: int = 2,
+        **kwargs: Any,
+    ) -> T:
+        """Ask for JSON matching ``schema`` and return it validated.
+
+        Uses ``response_format`` with a JSON schema where the endpoint supports it; else
+        (or when the endpoint rejects it) the schema goes into the prompt. Either way an
+        answer that fails validation is sent back with the errors, up to ``max_repairs``.
+        """
+        wire = as_wire_messages(messages)
+        json_schema = schema.model_json_schema()
+        response_format = {
+            "type": "json_schema",
+            "json_schema": {"name": schema.__name__, "schema": json_schema},
+        }
+        if not self._json_schema:
+            wire = _with_schema_instruction(wire, json_schema)
+        text = ""
+        for attempt in range(max_repairs + 1):
+            try:
+                result = await self.chat(
+                    wire, response_format=response_format if self._json_schema else None, **kwargs
+                )
+            except ProviderError as exc:
+                if not (self._json_schema and exc.status == 400 and attempt == 0):
+                    raise
+                log.info("%s rejected response_format; using the prompt instead", self.endpoint.name)
+                self._json_schema = False
+                wire = _with_schema_instruction(wire, json_schema)
+                result = await self.chat(wire, **kwargs)
+            text = result.content or ""
+            try:
+                return schema.model_validate_json(extract_json(text))
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+                    for e in exc.errors()[:8]
+                )
+            wire = [
+                *wire,
+                {"role": "assistant", "content": text},
+                {
+                    "role": "user",
+                    "content": "That reply is not valid JSON for the schema: "
+                    f"{problems}. Reply with the corrected JSON object only.",
+                },
+            ]
+        raise StructuredOutputError(
+            f"{self.endpoint.name}: no valid {schema.__name__} after {max_repairs + 1} tries",
+            last_text=text,
+        )
+
+
+def _to_result(response: Any, endpoint: str, latency: float) -> ChatResult:
+    choice = response.choices[0]
+    message = choice.message
+    extra = getattr(message, "model_extra", None) or {}
+    reasoning = getattr(message, "reasoning_content", None) or extra.get("reasoning_content")
+    calls = [
+        ToolCall(id=c.id, function=FunctionCall(name=c.function.name, arguments=c.function.arguments))
+        for c in (message.tool_calls or [])
+        if getattr(c, "function", None) is not None
+    ]
+    errors = native_call_errors(calls)
+    content = message.content
+    if not calls:
+        parsed = parse_tool_calls(content)
+        content, calls, errors = parsed.content, parsed.calls, parsed.errors
+    usage = Usage()
+    if response.usage is not None:
+        usage = Usage(
+            prompt_tokens=response.usage.prompt_tokens or 0,
+            completion_tokens=response.usage.completion_tokens or 0,
+        )
+    finish = choice.finish_reason
+    if calls and finish == "stop":
+        finish = "tool_calls"
+    return ChatResult(
+        content=content,
+        tool_calls=calls,
+        reasoning_content=reasoning,
+        finish_reason=finish,
+        usage=usage,
+        latency_s=latency,
+        model=response.model or "",
+        endpoint=endpoint,
+        tool_call_errors=errors,
+    )
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+
+
+def extract_json(text: str) -> str:
+    """The JSON object in ``text``: inside a code fence, or from the first ``{`` to the last ``}``."""
+    fenced = _FENCE.search(text)
+    if fenced:
+        text = fenced.group(1)
+    start, end = text.find("{"), text.rfind("}")
+    if start != -1 and end > start:
+        return text[start : end + 1]
+    return text.strip()
+
+
+def _with_schema_instruction(
+    wire: list[dict[str, Any]], json_schema: dict[str, Any]
+) -> list[dict[str, Any]]:
+    instruction = (
+        "Reply with a single JSON object, and nothing else, that validates against this "
+        f"JSON Schema:\n{json.dumps(json_schema)}"
+    )
+    return [{"role": "system", "content": instruction}, *wire]
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date)."""
+    if headers is None:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).replace("\n", " ")
+    return text if len(text) <= 200 else text[:197] + "..."

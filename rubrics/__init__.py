@@ -1,0 +1,2 @@
+"""Rubrics in YAML, the built-in library, the trajectory judge and the pairwise critic.
+Not built yet; see the rubrics issue."""

@@ -1,0 +1,1 @@
+"""The agentic data-synthesis pipeline on Ray. Not built yet; see the synthesis issue."""
