@@ -219,7 +219,11 @@ class ChatClient:
             except openai.APIConnectionError as exc:
                 cause = exc.__cause__ or exc
                 raise _Retry(f"connection error: {type(cause).__name__}: {cause}") from exc
-            except (openai.APIResponseValidationError, json.JSONDecodeError, ValidationError) as exc:
+            except (
+                openai.APIResponseValidationError,
+                json.JSONDecodeError,
+                ValidationError,
+            ) as exc:
                 raise _Retry(f"unreadable response body: {type(exc).__name__}") from exc
             latency = time.perf_counter() - started
         if not getattr(response, "choices", None):
@@ -258,7 +262,9 @@ class ChatClient:
             except ProviderError as exc:
                 if not (self._json_schema and exc.status == 400 and attempt == 0):
                     raise
-                log.info("%s rejected response_format; using the prompt instead", self.endpoint.name)
+                log.info(
+                    "%s rejected response_format; using the prompt instead", self.endpoint.name
+                )
                 self._json_schema = False
                 wire = _with_schema_instruction(wire, json_schema)
                 result = await self.chat(wire, **kwargs)
@@ -291,7 +297,9 @@ def _to_result(response: Any, endpoint: str, latency: float) -> ChatResult:
     extra = getattr(message, "model_extra", None) or {}
     reasoning = getattr(message, "reasoning_content", None) or extra.get("reasoning_content")
     calls = [
-        ToolCall(id=c.id, function=FunctionCall(name=c.function.name, arguments=c.function.arguments))
+        ToolCall(
+            id=c.id, function=FunctionCall(name=c.function.name, arguments=c.function.arguments)
+        )
         for c in (message.tool_calls or [])
         if getattr(c, "function", None) is not None
     ]

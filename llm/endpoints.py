@@ -36,7 +36,9 @@ class Price(BaseModel):
     """Price of one million completion tokens."""
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok) / 1e6
+        return (
+            prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
+        ) / 1e6
 
 
 class Limits(BaseModel):
@@ -169,8 +171,16 @@ def get_endpoint(
     )
 
 
-def local_endpoint(base_url: str, *, name: str = "local", model: str = "local", **fields: object) -> Endpoint:
+def local_endpoint(
+    base_url: str, *, name: str = "local", model: str = "local", **fields: object
+) -> Endpoint:
     """An endpoint for a server on loopback (embedded or scripted), no preset needed."""
     return Endpoint.model_validate(
-        {"name": name, "base_url": base_url.rstrip("/"), "api_key": "not-needed", "model": model, **fields}
+        {
+            "name": name,
+            "base_url": base_url.rstrip("/"),
+            "api_key": "not-needed",
+            "model": model,
+            **fields,
+        }
     )

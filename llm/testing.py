@@ -32,6 +32,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from llm.endpoints import Endpoint, local_endpoint
+from llm.loopback import LoopbackServer
 
 Fault = Literal["429", "500", "timeout", "truncated", "malformed_json"]
 FAULTS: tuple[Fault, ...] = ("429", "500", "timeout", "truncated", "malformed_json")
@@ -55,8 +56,11 @@ class Reply:
 def call(name: str, arguments: dict[str, Any] | str, call_id: str | None = None) -> dict[str, Any]:
     """A wire tool call for :class:`Reply`; a ``str`` ``arguments`` is sent verbatim (may be broken)."""
     args = arguments if isinstance(arguments, str) else json.dumps(arguments)
-    return {"id": call_id or f"call_{name}", "type": "function",
-            "function": {"name": name, "arguments": args}}
+    return {
+        "id": call_id or f"call_{name}",
+        "type": "function",
+        "function": {"name": name, "arguments": args},
+    }
 
 
 Matcher = str | Callable[[dict[str, Any]], bool]
@@ -122,7 +126,9 @@ def _matches(matcher: Matcher, request: dict[str, Any]) -> bool:
         return bool(matcher(request))
     messages = request.get("messages") or [{}]
     content = messages[-1].get("content") or ""
-    return re.search(matcher, content if isinstance(content, str) else json.dumps(content)) is not None
+    return (
+        re.search(matcher, content if isinstance(content, str) else json.dumps(content)) is not None
+    )
 
 
 def _resolve(reply: Reply | str | Responder, request: dict[str, Any]) -> Reply:
@@ -131,8 +137,10 @@ def _resolve(reply: Reply | str | Responder, request: dict[str, Any]) -> Reply:
     return Reply(content=reply) if isinstance(reply, str) else reply
 
 
-class ScriptedEndpoint:
+class ScriptedEndpoint(LoopbackServer):
     """The server. Use as a (sync or async) context manager; it runs on its own thread."""
+
+    thread_name = "scripted-endpoint"
 
     def __init__(
         self,
@@ -160,24 +168,14 @@ class ScriptedEndpoint:
         self.faults = faults or Faults()
         self.model = model
         self.json_schema = json_schema
-        self.host, self.port = host, port
+        super().__init__(host=host, port=port)
         self.requests: list[dict[str, Any]] = []
         self.outcomes: dict[str, int] = {}
         self.max_in_flight = 0
         self._in_flight = 0
         self._arrivals = itertools.count()
         self._rng = random.Random(self.faults.seed)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._started = threading.Event()
         self._slots: asyncio.Semaphore | None = None
-        self._error: BaseException | None = None
-
-    # --------------------------------------------------------------- lifecycle
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
 
     def endpoint(self, **fields: Any) -> Endpoint:
         """An :class:`Endpoint` pointing here; ``fields`` override limits (``max_retries=2``)."""
@@ -185,86 +183,19 @@ class ScriptedEndpoint:
         fields.setdefault("json_schema", self.json_schema)
         return local_endpoint(self.url, name="scripted", model=self.model, **fields)
 
-    def start(self) -> ScriptedEndpoint:
-        self._thread = threading.Thread(target=self._serve, name="scripted-endpoint", daemon=True)
-        self._thread.start()
-        self._started.wait(timeout=30)
-        if self._error is not None:
-            raise RuntimeError(f"scripted endpoint failed to start: {self._error}")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._runner is not None:
-            future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
-            try:
-                future.result(timeout=10)
-            except Exception:  # noqa: BLE001 - shutting down; nothing left to save
-                pass
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._runner = None
-
-    def __enter__(self) -> ScriptedEndpoint:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> ScriptedEndpoint:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.stop)
-
-    def serve_forever(self) -> None:
-        """Run in the calling thread until interrupted (the CLI uses this)."""
-        self.start()
-        try:
-            while self._thread is not None and self._thread.is_alive():
-                self._thread.join(timeout=0.5)
-        finally:
-            self.stop()
-
-    def _serve(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._start_app())
-        except BaseException as exc:  # noqa: BLE001 - reported to start()
-            self._error = exc
-            self._started.set()
-            return
-        self._started.set()
-        loop.run_forever()
-        loop.close()
-
-    async def _shutdown(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-    async def _start_app(self) -> None:
+    async def build_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
-        await site.start()
-        server = site._server
-        if server is not None and server.sockets:  # pick up the ephemeral port
-            self.port = server.sockets[0].getsockname()[1]
         if self.capacity is not None:
             self._slots = asyncio.Semaphore(self.capacity)
+        return app
 
     # ---------------------------------------------------------------- handlers
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model"}]})
+        return web.json_response(
+            {"object": "list", "data": [{"id": self.model, "object": "model"}]}
+        )
 
     def _count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
@@ -286,7 +217,9 @@ class ScriptedEndpoint:
         self.requests.append(body)
         fault = self._draw_fault(arrival)
         if fault == "429" or (
-            self.over_capacity == "429" and self.capacity is not None and self._in_flight >= self.capacity
+            self.over_capacity == "429"
+            and self.capacity is not None
+            and self._in_flight >= self.capacity
         ):
             self._count("429")
             headers = {}
@@ -315,7 +248,9 @@ class ScriptedEndpoint:
                 payload = json.dumps(self._completion(body, [Reply(content="(lost)")])).encode()
                 self._count(fault)
                 if fault == "malformed_json":
-                    return web.Response(body=payload[: len(payload) // 2], content_type="application/json")
+                    return web.Response(
+                        body=payload[: len(payload) // 2], content_type="application/json"
+                    )
                 return await _truncated(request, payload)
             if fault == "500":
                 self._count("500")
@@ -341,7 +276,9 @@ class ScriptedEndpoint:
             self._in_flight -= 1
 
     def _completion(self, body: dict[str, Any], replies: list[Reply]) -> dict[str, Any]:
-        prompt_words = sum(len(str(m.get("content") or "").split()) for m in body.get("messages", []))
+        prompt_words = sum(
+            len(str(m.get("content") or "").split()) for m in body.get("messages", [])
+        )
         choices, completion_tokens, prompt_tokens = [], 0, prompt_words
         for index, reply in enumerate(replies):
             message: dict[str, Any] = {"role": "assistant", "content": reply.content}
@@ -385,7 +322,8 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 async def _truncated(request: web.Request, payload: bytes) -> web.StreamResponse:
     """Promise the whole body, send half, then drop the connection."""
     response = web.StreamResponse(
-        status=200, headers={"Content-Type": "application/json", "Content-Length": str(len(payload))}
+        status=200,
+        headers={"Content-Type": "application/json", "Content-Length": str(len(payload))},
     )
     await response.prepare(request)
     await response.write(payload[: len(payload) // 2])

@@ -149,7 +149,9 @@ def native_call_errors(calls: list[ToolCall]) -> list[ToolCallParseError]:
             continue
         error = _arguments_error(value)
         if error:
-            errors.append(ToolCallParseError(format="openai", raw=call.function.arguments, error=error))
+            errors.append(
+                ToolCallParseError(format="openai", raw=call.function.arguments, error=error)
+            )
     return errors
 
 
@@ -162,8 +164,11 @@ def render_hermes(calls: list[ToolCall]) -> str:
         except json.JSONDecodeError:
             arguments = call.function.arguments
         blocks.append(
-            HERMES_OPEN + "\n" + _dump({"name": call.function.name, "arguments": arguments})
-            + "\n" + HERMES_CLOSE
+            HERMES_OPEN
+            + "\n"
+            + _dump({"name": call.function.name, "arguments": arguments})
+            + "\n"
+            + HERMES_CLOSE
         )
     return "\n".join(blocks)
 

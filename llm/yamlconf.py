@@ -52,7 +52,9 @@ def line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
         if isinstance(node, yaml.MappingNode):
             found = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
             if found is None:
-                key_node = next((k for k, _ in node.value if getattr(k, "value", None) == key), None)
+                key_node = next(
+                    (k for k, _ in node.value if getattr(k, "value", None) == key), None
+                )
                 return key_node.start_mark.line + 1 if key_node is not None else line
             node = found
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
@@ -71,7 +73,10 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
 
 
 def validation_problems(
-    exc: ValidationError, path: str | Path, node: yaml.Node | None, prefix: tuple[int | str, ...] = ()
+    exc: ValidationError,
+    path: str | Path,
+    node: yaml.Node | None,
+    prefix: tuple[int | str, ...] = (),
 ) -> list[str]:
     problems = []
     for err in exc.errors():
@@ -85,9 +90,7 @@ def validation_problems(
     return problems
 
 
-def load_yaml_model(
-    path: str | Path, model: type[M], overrides: list[str] | None = None
-) -> M:
+def load_yaml_model(path: str | Path, model: type[M], overrides: list[str] | None = None) -> M:
     """Load ``path`` as ``model``, applying ``key.path=value`` overrides first."""
     data, node = load_yaml(path)
     if data is None:

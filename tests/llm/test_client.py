@@ -179,7 +179,10 @@ async def test_complete_json_uses_response_format_where_supported() -> None:
             answer = await client.complete_json(USER, Answer)
     assert answer == Answer(city="Oslo", population=700000)
     fmt = server.requests[0]["response_format"]
-    assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"]["required"] == ["city", "population"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"]["required"] == [
+        "city",
+        "population",
+    ]
 
 
 async def test_complete_json_repairs_invalid_answers_with_the_errors() -> None:

@@ -1,0 +1,251 @@
+"""Batched generation for the embedded model.
+
+Requests that arrive while the model is busy wait in a queue; the engine thread takes
+up to ``max_batch`` of them at once, left-pads them into one batch and decodes them
+together with a shared KV cache, each row with its own temperature, top-p, seed, stop
+strings and token limit. This is wave batching (a wave runs to completion before the
+next starts), not continuous batching: simple, and on a CPU it already turns eight
+concurrent requests into roughly one forward pass per token.
+
+It knows token ids only; prompts are rendered and replies parsed by the server.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationRequest:
+    prompt_ids: list[int]
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    json_schema: dict[str, Any] | None = None
+    """Constrain decoding to JSON valid for this schema (llguidance token masks)."""
+
+
+@dataclass
+class Generation:
+    text: str
+    finish_reason: str  # "stop" or "length"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class _Row:
+    request: GenerationRequest
+    future: Future[Generation]
+    generator: torch.Generator | None
+    matcher: Any = None
+    tokens: list[int] = field(default_factory=list)
+    text: str | None = None
+    finish: str | None = None
+
+
+class BatchEngine:
+    """Owns the model; ``submit`` is thread-safe and returns a future."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, max_batch: int = 16, gather_s: float = 0.01):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch = max_batch
+        self.gather_s = gather_s
+        self.batches = 0
+        self.rows_served = 0
+        self._queue: queue.Queue[_Row | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="embedded-engine", daemon=True)
+        eos = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")}
+        self._eos = {t for t in eos if isinstance(t, int) and t >= 0}
+        self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # transformers renamed `past_key_values` to `cache` in v5; speak whichever it takes.
+        self._cache_kw = (
+            "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        )
+        self._lltokenizer: Any = None
+        self._thread.start()
+
+    def _matcher(self, schema: dict[str, Any]) -> Any:
+        import llguidance
+        import llguidance.hf
+
+        if self._lltokenizer is None:
+            self._lltokenizer = llguidance.hf.from_tokenizer(self.tokenizer)
+        grammar = llguidance.LLMatcher.grammar_from_json_schema(
+            json.dumps(schema), defaults={"whitespace_flexible": False}
+        )
+        matcher = llguidance.LLMatcher(self._lltokenizer, grammar)
+        if matcher.is_error():
+            raise ValueError(f"unusable JSON schema: {matcher.get_error()}")
+        return matcher
+
+    def submit(self, request: GenerationRequest) -> Future[Generation]:
+        future: Future[Generation] = Future()
+        generator = None
+        if request.seed is not None:
+            generator = torch.Generator().manual_seed(int(request.seed))
+        self._queue.put(_Row(request=request, future=future, generator=generator))
+        return future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    # ------------------------------------------------------------------ loop
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            rows = [first]
+            deadline = time.monotonic() + self.gather_s
+            while len(rows) < self.max_batch:
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)
+                    break
+                rows.append(item)
+            try:
+                self._generate(rows)
+            except Exception as exc:  # noqa: BLE001 - a failed batch fails its requests, not the server
+                log.exception("generation failed for a batch of %d", len(rows))
+                for row in rows:
+                    if not row.future.done():
+                        row.future.set_exception(exc)
+
+    @torch.inference_mode()
+    def _generate(self, rows: list[_Row]) -> None:
+        for row in rows:
+            if row.request.json_schema is not None:
+                try:
+                    row.matcher = self._matcher(row.request.json_schema)
+                except Exception as exc:  # noqa: BLE001 - a bad schema fails its own request only
+                    row.future.set_exception(ValueError(str(exc)))
+                    row.finish = "error"
+        rows = [r for r in rows if r.finish is None]
+        if not rows:
+            return
+        self.batches += 1
+        self.rows_served += len(rows)
+        width = max(len(r.request.prompt_ids) for r in rows)
+        ids = torch.full((len(rows), width), self._pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            prompt = row.request.prompt_ids
+            ids[i, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            mask[i, width - len(prompt) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        past, logits = getattr(out, self._cache_kw), out.logits[:, -1, :]
+        limit = max(r.request.max_new_tokens for r in rows)
+        for _ in range(limit):
+            chosen = self._sample(rows, logits)
+            self._advance(rows, chosen)
+            if all(r.finish is not None for r in rows):
+                break
+            mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
+            positions = positions[:, -1:] + 1
+            out = self.model(
+                input_ids=chosen.unsqueeze(1),
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                logits_to_keep=1,
+                **{self._cache_kw: past},
+            )
+            past, logits = getattr(out, self._cache_kw), out.logits[:, -1, :]
+        for row in rows:
+            self._finish(row, row.finish or "length")
+
+    def _sample(self, rows: list[_Row], logits: torch.Tensor) -> torch.Tensor:
+        chosen = torch.empty(len(rows), dtype=torch.long)
+        logits = logits.float()
+        masked = [i for i, r in enumerate(rows) if r.matcher is not None and r.finish is None]
+        if masked:
+            import llguidance.torch as llt
+
+            bitmask = llt.allocate_token_bitmask(1, self._lltokenizer.vocab_size)
+            for i in masked:
+                llt.fill_next_token_bitmask(rows[i].matcher, bitmask, 0)
+                row_logits = logits[i : i + 1, : self._lltokenizer.vocab_size]
+                llt.apply_token_bitmask_inplace(row_logits, bitmask)
+                logits[i : i + 1, : self._lltokenizer.vocab_size] = row_logits
+        for i, row in enumerate(rows):
+            if row.finish is not None:
+                chosen[i] = self._pad
+                continue
+            req = row.request
+            if req.temperature <= 0:
+                chosen[i] = int(torch.argmax(logits[i]))
+                continue
+            probs = torch.softmax(logits[i] / req.temperature, dim=-1)
+            if req.top_p < 1.0:
+                sorted_probs, order = torch.sort(probs, descending=True)
+                keep = sorted_probs.cumsum(-1) - sorted_probs < req.top_p
+                filtered = torch.zeros_like(probs)
+                filtered[order[keep]] = sorted_probs[keep]
+                probs = filtered / filtered.sum()
+            chosen[i] = int(torch.multinomial(probs, 1, generator=row.generator))
+        return chosen
+
+    def _advance(self, rows: list[_Row], chosen: torch.Tensor) -> None:
+        for i, row in enumerate(rows):
+            if row.finish is not None:
+                continue
+            token = int(chosen[i])
+            if token in self._eos:
+                row.finish = "stop"
+                continue
+            row.tokens.append(token)
+            if row.matcher is not None:
+                row.matcher.consume_token(token)
+                if row.matcher.is_stopped():
+                    row.finish = "stop"
+                    continue
+            if row.request.stop:
+                text = self.tokenizer.decode(row.tokens, skip_special_tokens=False)
+                cut = min((text.find(s) for s in row.request.stop if s in text), default=-1)
+                if cut >= 0:
+                    row.text, row.finish = text[:cut], "stop"
+                    continue
+            if len(row.tokens) >= row.request.max_new_tokens:
+                row.finish = "length"
+
+    def _finish(self, row: _Row, reason: str) -> None:
+        if row.future.done():
+            return
+        text = row.text
+        if text is None:
+            text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
+        row.future.set_result(
+            Generation(
+                text=text,
+                finish_reason=reason,
+                prompt_tokens=len(row.request.prompt_ids),
+                completion_tokens=len(row.tokens),
+            )
+        )

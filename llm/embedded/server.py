@@ -1,0 +1,334 @@
+"""The embedded model behind an OpenAI-compatible HTTP API on 127.0.0.1.
+
+``/v1/models`` and ``/v1/chat/completions`` with ``tools`` (rendered into the prompt by
+the Hermes ChatML template, ``<tool_call>`` output parsed back into ``tool_calls``;
+``tool_choice`` ``"required"`` or a named function constrains decoding to a well-formed
+call of the allowed tools, arguments valid for their parameter schemas),
+``response_format`` (JSON schema: by default decoding is constrained to the schema with
+llguidance token masks; ``json_mode="retry"`` instead validates and resamples, which a
+135M model almost never gets right, see docs/benchmarks.md), ``n``, ``temperature``,
+``top_p``, ``max_tokens``, ``seed`` and ``stop``. Concurrent requests are batched by
+:class:`~llm.embedded.engine.BatchEngine`. No streaming, no logprobs, no images.
+
+Example::
+
+    with EmbeddedServer() as server:                 # loads the model, picks a free port
+        client = ChatClient(server.endpoint())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import jsonschema
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llm.client import extract_json
+from llm.embedded.engine import BatchEngine, Generation, GenerationRequest
+from llm.embedded.model import DEFAULT_SYSTEM, MODEL_NAME, load_model
+from llm.endpoints import EMBEDDED_URL_ENV, Endpoint, get_endpoint, local_endpoint
+from llm.loopback import LoopbackServer
+from llm.toolcalls import HERMES_CLOSE, HERMES_OPEN, parse_tool_calls
+
+CONTEXT_TOKENS = 8192
+
+
+class ChatRequest(BaseModel):
+    """The part of the OpenAI chat request this server honours; other fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    n: int = Field(1, ge=1, le=16)
+    temperature: float = Field(0.7, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: bool = False
+
+
+class EmbeddedServer(LoopbackServer):
+    """Loads the embedded model and serves it; a sync or async context manager."""
+
+    thread_name = "embedded-server"
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_batch: int = 16,
+        json_mode: str = "constrained",
+        json_retries: int = 3,
+        default_max_tokens: int = 256,
+    ) -> None:
+        super().__init__(host=host, port=port)
+        self.max_batch = max_batch
+        if json_mode not in ("constrained", "retry"):
+            raise ValueError(f"json_mode must be 'constrained' or 'retry', not {json_mode!r}")
+        self.json_mode = json_mode
+        self.json_retries = json_retries
+        self.default_max_tokens = default_max_tokens
+        self.engine: BatchEngine | None = None
+        self.tokenizer: Any = None
+
+    def endpoint(self, **fields: Any) -> Endpoint:
+        fields.setdefault("timeout_s", 600)
+        fields.setdefault("max_concurrency", self.max_batch)
+        fields.setdefault("temperature", 0.7)
+        return local_endpoint(self.url, name="embedded", model=MODEL_NAME, **fields)
+
+    async def build_app(self) -> web.Application:
+        model, self.tokenizer = await asyncio.to_thread(load_model)
+        self.engine = BatchEngine(model, self.tokenizer, max_batch=self.max_batch)
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/health", self._health)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        return app
+
+    async def on_stop(self) -> None:
+        if self.engine is not None:
+            await asyncio.to_thread(self.engine.close)
+
+    # -------------------------------------------------------------- handlers
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [{"id": MODEL_NAME, "object": "model", "owned_by": "summit"}],
+            }
+        )
+
+    async def _health(self, request: web.Request) -> web.Response:
+        engine = self.engine
+        stats = {"batches": engine.batches, "rows": engine.rows_served} if engine else {}
+        return web.json_response({"status": "ok", **stats})
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            req = ChatRequest.model_validate(body)
+        except (json.JSONDecodeError, ValueError) as exc:
+            return _bad_request(_describe(exc))
+        if req.stream:
+            return _bad_request("stream=true is not supported by the embedded endpoint")
+        schema = _schema_of(req.response_format)
+        try:
+            forced = _forced_call_schema(req)
+            prompt_ids = self._render(req, schema, HERMES_OPEN + "\n" if forced else "")
+        except Exception as exc:  # noqa: BLE001 - a template error is the caller's bad input
+            return _bad_request(f"cannot render messages: {exc}")
+        max_tokens = req.max_completion_tokens or req.max_tokens or self.default_max_tokens
+        if len(prompt_ids) + max_tokens > CONTEXT_TOKENS:
+            return _bad_request(
+                f"prompt ({len(prompt_ids)} tokens) + max_tokens ({max_tokens}) exceeds the "
+                f"context of {CONTEXT_TOKENS}"
+            )
+        seeds = [None if req.seed is None else req.seed + i for i in range(req.n)]
+        try:
+            outputs = await asyncio.gather(
+                *(self._one(prompt_ids, req, max_tokens, seed, schema, forced) for seed in seeds)
+            )
+        except ValueError as exc:  # an unusable schema
+            return _bad_request(str(exc))
+        return web.json_response(self._completion(req, outputs))
+
+    def _render(self, req: ChatRequest, schema: dict[str, Any] | None, prefix: str) -> list[int]:
+        messages = [_for_template(m) for m in req.messages]
+        if messages[0]["role"] != "system":
+            messages.insert(0, {"role": "system", "content": DEFAULT_SYSTEM})
+        if schema is not None:
+            messages[0]["content"] += (
+                "\n\nReply with a single JSON object, and nothing else, that validates against "
+                f"this JSON Schema:\n{json.dumps(schema)}"
+            )
+        tools = req.tools if req.tool_choice != "none" else None
+        text = self.tokenizer.apply_chat_template(
+            messages, tools=tools or None, add_generation_prompt=True, tokenize=False
+        )
+        text += prefix
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    async def _one(
+        self,
+        prompt_ids: list[int],
+        req: ChatRequest,
+        max_tokens: int,
+        seed: int | None,
+        schema: dict[str, Any] | None,
+        forced: dict[str, Any] | None = None,
+    ) -> tuple[Generation, int]:
+        assert self.engine is not None
+        stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+        if forced is not None:  # a forced tool call: its JSON is the whole turn
+            schema, stop = forced, []
+        constrained = schema is not None and (self.json_mode == "constrained" or forced is not None)
+        attempts = 1 + (self.json_retries if schema is not None and not constrained else 0)
+        generation: Generation | None = None
+        for attempt in range(attempts):
+            attempt_seed = seed if attempt == 0 else (seed or 0) * 1000 + attempt
+            temperature = req.temperature if attempt == 0 else max(req.temperature, 0.7)
+            future = self.engine.submit(
+                GenerationRequest(
+                    prompt_ids=prompt_ids,
+                    max_new_tokens=max_tokens,
+                    temperature=temperature,
+                    top_p=req.top_p,
+                    seed=attempt_seed,
+                    stop=stop,
+                    json_schema=schema if constrained else None,
+                )
+            )
+            generation = await asyncio.wrap_future(future)
+            if forced is not None:
+                generation.text = f"{HERMES_OPEN}\n{generation.text}\n{HERMES_CLOSE}"
+            if schema is None or _valid_json(generation.text, schema):
+                return generation, attempt
+        assert generation is not None
+        return generation, attempts - 1
+
+    def _completion(
+        self, req: ChatRequest, outputs: list[tuple[Generation, int]]
+    ) -> dict[str, Any]:
+        choices = []
+        for index, (generation, _) in enumerate(outputs):
+            message: dict[str, Any] = {"role": "assistant", "content": generation.text}
+            finish = generation.finish_reason
+            if req.tools and req.tool_choice != "none":
+                parsed = parse_tool_calls(generation.text, id_prefix=f"call_{uuid.uuid4().hex[:8]}")
+                if parsed.calls:
+                    message["content"] = parsed.content
+                    message["tool_calls"] = [c.model_dump() for c in parsed.calls]
+                    finish = "tool_calls"
+            elif req.response_format is not None and outputs and not req.tools:
+                message["content"] = extract_json(generation.text)
+            choices.append({"index": index, "message": message, "finish_reason": finish})
+        prompt_tokens = outputs[0][0].prompt_tokens
+        completion_tokens = sum(g.completion_tokens for g, _ in outputs)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": MODEL_NAME,
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+            "summit": {"json_retries": [a for _, a in outputs]},
+        }
+
+
+def _for_template(message: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI wire message → what the chat template expects (content text, dict arguments)."""
+    out = dict(message)
+    content = out.get("content")
+    if isinstance(content, list):  # content parts: keep the text ones
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    out["content"] = content or ""
+    calls = []
+    for call in out.get("tool_calls") or []:
+        function = dict(call.get("function") or {})
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            try:
+                function["arguments"] = json.loads(arguments or "{}")
+            except json.JSONDecodeError:
+                pass  # the model's own malformed call: shown to it as it wrote it
+        calls.append({**call, "function": function})
+    if calls:
+        out["tool_calls"] = calls
+    return out
+
+
+def _forced_call_schema(req: ChatRequest) -> dict[str, Any] | None:
+    """The JSON schema of the call a ``tool_choice`` forces, or None when nothing is forced.
+
+    ``"required"`` allows any of the tools, each with its own parameters; a named function
+    allows only that one. Decoding is constrained to it, so the call is always well formed.
+    """
+    choice = req.tool_choice
+    if not req.tools or choice in (None, "auto", "none"):
+        return None
+    functions = {(t.get("function") or {}).get("name"): t.get("function") or {} for t in req.tools}
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        if name not in functions:
+            raise ValueError(f"tool_choice names {name!r}, which is not in tools")
+        functions = {name: functions[name]}
+    elif choice != "required":
+        raise ValueError(f"unsupported tool_choice {choice!r}")
+    options = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"const": name},
+                "arguments": spec.get("parameters") or {"type": "object"},
+            },
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+        for name, spec in functions.items()
+    ]
+    return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def _schema_of(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not response_format:
+        return None
+    kind = response_format.get("type")
+    if kind == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        return dict(spec.get("schema") or {"type": "object"})
+    if kind == "json_object":
+        return {"type": "object"}
+    return None
+
+
+def _valid_json(text: str, schema: dict[str, Any]) -> bool:
+    try:
+        jsonschema.validate(json.loads(extract_json(text)), schema)
+    except (json.JSONDecodeError, jsonschema.ValidationError, jsonschema.SchemaError):
+        return False
+    return True
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(body)"
+        return f"invalid request: {where}: {first['msg']}"
+    return f"invalid request body: {exc}"
+
+
+def _bad_request(message: str) -> web.Response:
+    error = {"message": message, "type": "invalid_request_error", "code": 400}
+    return web.json_response({"error": error}, status=400)
+
+
+@contextmanager
+def embedded_endpoint(**server_args: Any) -> Iterator[Endpoint]:
+    """The ``embedded`` preset when ``SUMMIT_EMBEDDED_URL`` points at a running server,
+    else a server started for the duration of the block."""
+    import os
+
+    if os.environ.get(EMBEDDED_URL_ENV):
+        yield get_endpoint("embedded")
+        return
+    with EmbeddedServer(**server_args) as server:
+        yield server.endpoint()
