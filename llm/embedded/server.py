@@ -278,7 +278,7 @@ def _forced_call_schema(req: ChatRequest) -> dict[str, Any] | None:
             "type": "object",
             "properties": {
                 "name": {"const": name},
-                "arguments": spec.get("parameters") or {"type": "object"},
+                "arguments": _closed(spec.get("parameters") or {"type": "object"}),
             },
             "required": ["name", "arguments"],
             "additionalProperties": False,
@@ -286,6 +286,13 @@ def _forced_call_schema(req: ChatRequest) -> dict[str, Any] | None:
         for name, spec in functions.items()
     ]
     return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def _closed(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Forbid undeclared arguments unless the schema says otherwise (keeps small models brief)."""
+    if parameters.get("type") == "object" and "additionalProperties" not in parameters:
+        return {**parameters, "additionalProperties": False}
+    return parameters
 
 
 def _schema_of(response_format: dict[str, Any] | None) -> dict[str, Any] | None:

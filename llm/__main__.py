@@ -1,0 +1,134 @@
+"""``python -m llm``: serve the embedded model, serve a scripted endpoint, list presets,
+run the tool-calling demo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from llm.errors import LLMError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(
+        "127.0.0.1", help="Interface to bind; keep loopback unless you mean it."
+    ),
+    port: int = typer.Option(0, help="Port; 0 picks a free one."),
+    max_batch: int = typer.Option(16, help="Requests decoded together at most."),
+) -> None:
+    """Serve the embedded SmolLM2 model as an OpenAI-compatible endpoint."""
+    from llm.embedded import EmbeddedServer
+
+    server = EmbeddedServer(host=host, port=port, max_batch=max_batch)
+    with console.status("loading the embedded model (first run converts it, ~20 s)"):
+        try:
+            server.start()
+        except (LLMError, RuntimeError) as exc:
+            _fail(exc)
+    console.print(f"serving [bold]{server.url}[/bold]  (Ctrl-C stops)")
+    console.print(f"use it as the `embedded` preset:  export SUMMIT_EMBEDDED_URL={server.url}")
+    server.serve_forever()
+
+
+@app.command()
+def scripted(
+    port: int = typer.Option(0, help="Port; 0 picks a free one."),
+    latency: float = typer.Option(0.0, help="Seconds each request takes."),
+    capacity: int = typer.Option(0, help="Requests served at once (0: unbounded)."),
+    reply: str = typer.Option("ok", help="The reply to every request."),
+) -> None:
+    """Serve a scripted OpenAI-compatible endpoint on 127.0.0.1 (for trials and benchmarks)."""
+    from llm.testing import ScriptedEndpoint, Script
+
+    server = ScriptedEndpoint(
+        Script(default=reply), latency_s=latency, capacity=capacity or None, port=port
+    )
+    server.start()
+    console.print(f"serving {server.url}", highlight=False)
+    sys.stdout.flush()
+    server.serve_forever()
+
+
+@app.command()
+def endpoints() -> None:
+    """List the endpoint presets in configs/endpoints.yaml."""
+    from llm.endpoints import load_presets, presets_path
+
+    try:
+        presets = load_presets()
+    except LLMError as exc:
+        _fail(exc)
+    table = Table(title=str(presets_path()))
+    for column in ("name", "model", "key from", "concurrency", "$/M in", "$/M out", "description"):
+        table.add_column(column)
+    for name, p in presets.items():
+        table.add_row(
+            name,
+            p.model,
+            p.api_key_env or "-",
+            str(p.max_concurrency),
+            f"{p.price.input_per_mtok:g}",
+            f"{p.price.output_per_mtok:g}",
+            p.description,
+        )
+    console.print(table)
+
+
+@app.command()
+def demo(
+    endpoint: str = typer.Option(
+        "embedded", help="Endpoint preset; `embedded` starts the model here."
+    ),
+    question: str = typer.Option(
+        "What is the weather in Paris, in Fahrenheit?", help="The user's question."
+    ),
+    out: Path = typer.Option(
+        Path("runs/demo/transcript.json"), help="Where to write the transcript."
+    ),
+) -> None:
+    """A tool-calling conversation against an endpoint, printed and saved as OpenAI messages."""
+    from llm.demo import conversation, save_transcript
+    from llm.endpoints import get_endpoint
+
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        if endpoint == "embedded":
+            from llm.embedded import embedded_endpoint
+
+            with console.status("starting the embedded model"), embedded_endpoint() as ep:
+                messages = asyncio.run(conversation(ep, question))
+        else:
+            messages = asyncio.run(conversation(get_endpoint(endpoint), question))
+    except LLMError as exc:
+        _fail(exc)
+    for m in messages:
+        body = m.content or ""
+        for call in m.tool_calls or []:
+            body += f"\n→ {call.function.name}({call.function.arguments})"
+        console.print(Panel(body or "(empty)", title=m.role, title_align="left", expand=False))
+    path = save_transcript(messages, out)
+    console.print(f"transcript: {path}  ({len(messages)} messages)")
+    tool_turns = sum(1 for m in messages if m.role == "tool")
+    console.print(json.dumps({"messages": len(messages), "tool_results": tool_turns}))
+
+
+if __name__ == "__main__":
+    app()
