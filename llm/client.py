@@ -96,6 +96,7 @@ class ChatClient:
             api_key=endpoint.api_key,
             timeout=endpoint.timeout_s,
             max_retries=0,  # retries are ours: jitter, Retry-After cap and a clear last error
+            http_client=_http_client(endpoint.timeout_s),
         )
 
     async def aclose(self) -> None:
@@ -141,7 +142,7 @@ class ChatClient:
         }
         request.update({k: v for k, v in optional.items() if v is not None})
         if extra_body:
-            request["extra_body"] = extra_body
+            request.update(extra_body)
         key = request_key(self.endpoint.base_url, request) if self.cache else ""
         if self.cache is not None:
             hit = self.cache.get(key)
@@ -200,7 +201,10 @@ class ChatClient:
         async with self._sem():
             started = time.perf_counter()
             try:
-                response = await self._sdk.chat.completions.create(**request)
+                # Our messages are already wire format: post them as they are. The SDK's
+                # typed `create` re-walks every message (~1 ms a request at high concurrency).
+                # cast_to=object hands back the JSON as parsed, skipping the SDK's models.
+                response = await self._sdk.post("/chat/completions", body=request, cast_to=object)
             except openai.APIStatusError as exc:
                 if exc.status_code in RETRYABLE_STATUS:
                     raise _Retry(
@@ -214,9 +218,12 @@ class ChatClient:
                     status=exc.status_code,
                     attempts=1,
                 ) from exc
-            except openai.APITimeoutError as exc:
-                raise _Retry(f"timed out after {ep.timeout_s}s") from exc
-            except openai.APIConnectionError as exc:
+            except openai.APIConnectionError as exc:  # includes APITimeoutError
+                refused = _connection_failure(exc)
+                if refused is not None:
+                    raise _Retry(f"connection error: {type(refused).__name__}: {refused}") from exc
+                if isinstance(exc, openai.APITimeoutError):
+                    raise _Retry(f"timed out after {ep.timeout_s}s") from exc
                 cause = exc.__cause__ or exc
                 raise _Retry(f"connection error: {type(cause).__name__}: {cause}") from exc
             except (
@@ -226,9 +233,12 @@ class ChatClient:
             ) as exc:
                 raise _Retry(f"unreadable response body: {type(exc).__name__}") from exc
             latency = time.perf_counter() - started
-        if not getattr(response, "choices", None):
+        if not isinstance(response, dict) or not response.get("choices"):
             raise _Retry("response has no choices")
-        return _to_result(response, ep.name, latency)
+        try:
+            return _to_result(response, ep.name, latency)
+        except (KeyError, TypeError, AttributeError, ValidationError) as exc:
+            raise _Retry(f"response is not a chat completion: {type(exc).__name__}: {exc}") from exc
 
     # ------------------------------------------------------------ structured
     async def complete_json(
@@ -291,40 +301,62 @@ class ChatClient:
         )
 
 
-def _to_result(response: Any, endpoint: str, latency: float) -> ChatResult:
-    choice = response.choices[0]
-    message = choice.message
-    extra = getattr(message, "model_extra", None) or {}
-    reasoning = getattr(message, "reasoning_content", None) or extra.get("reasoning_content")
+def _connection_failure(exc: BaseException) -> OSError | None:
+    """The OS-level connection error behind ``exc``, if any (a refused connect is not a timeout,
+    whatever the transport calls it)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, ConnectionError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _http_client(timeout_s: float) -> Any:
+    """The SDK's aiohttp transport: httpx's pool slows down with hundreds of connections
+    (measured in bench/llm_client.py), aiohttp's does not."""
+    try:
+        return openai.DefaultAioHttpClient(timeout=timeout_s)
+    except RuntimeError:  # the `aiohttp` extra is missing: fall back to httpx
+        return None
+
+
+def _to_result(response: dict[str, Any], endpoint: str, latency: float) -> ChatResult:
+    """A chat-completion JSON object → :class:`ChatResult` (text tool calls parsed)."""
+    choice = response["choices"][0]
+    message = choice.get("message") or {}
     calls = [
         ToolCall(
-            id=c.id, function=FunctionCall(name=c.function.name, arguments=c.function.arguments)
+            id=c.get("id") or f"call_{i}",
+            function=FunctionCall(
+                name=c["function"]["name"], arguments=c["function"].get("arguments") or "{}"
+            ),
         )
-        for c in (message.tool_calls or [])
-        if getattr(c, "function", None) is not None
+        for i, c in enumerate(message.get("tool_calls") or [])
+        if c.get("function")
     ]
     errors = native_call_errors(calls)
-    content = message.content
+    content = message.get("content")
     if not calls:
         parsed = parse_tool_calls(content)
         content, calls, errors = parsed.content, parsed.calls, parsed.errors
-    usage = Usage()
-    if response.usage is not None:
-        usage = Usage(
-            prompt_tokens=response.usage.prompt_tokens or 0,
-            completion_tokens=response.usage.completion_tokens or 0,
-        )
-    finish = choice.finish_reason
+    usage = response.get("usage") or {}
+    finish = choice.get("finish_reason")
     if calls and finish == "stop":
         finish = "tool_calls"
     return ChatResult(
         content=content,
         tool_calls=calls,
-        reasoning_content=reasoning,
+        reasoning_content=message.get("reasoning_content"),
         finish_reason=finish,
-        usage=usage,
+        usage=Usage(
+            prompt_tokens=usage.get("prompt_tokens") or 0,
+            completion_tokens=usage.get("completion_tokens") or 0,
+        ),
         latency_s=latency,
-        model=response.model or "",
+        model=response.get("model") or "",
         endpoint=endpoint,
         tool_call_errors=errors,
     )

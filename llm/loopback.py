@@ -64,8 +64,9 @@ class LoopbackServer:
         self._runner = None
 
     def serve_forever(self) -> None:
-        """Run until interrupted (Ctrl-C); the CLIs use this."""
-        self.start()
+        """Run until interrupted (Ctrl-C), starting first unless already started."""
+        if self._thread is None:
+            self.start()
         try:
             while self._thread is not None and self._thread.is_alive():
                 self._thread.join(timeout=0.5)

