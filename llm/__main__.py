@@ -56,7 +56,7 @@ def scripted(
     reply: str = typer.Option("ok", help="The reply to every request."),
 ) -> None:
     """Serve a scripted OpenAI-compatible endpoint on 127.0.0.1 (for trials and benchmarks)."""
-    from llm.testing import ScriptedEndpoint, Script
+    from llm.testing import Script, ScriptedEndpoint
 
     server = ScriptedEndpoint(
         Script(default=reply), latency_s=latency, capacity=capacity or None, port=port
@@ -120,7 +120,7 @@ def demo(
     except LLMError as exc:
         _fail(exc)
     for m in messages:
-        body = m.content or ""
+        body = m.content if isinstance(m.content, str) else json.dumps(m.content or "")
         for call in m.tool_calls or []:
             body += f"\n→ {call.function.name}({call.function.arguments})"
         console.print(Panel(body or "(empty)", title=m.role, title_align="left", expand=False))

@@ -366,7 +366,7 @@ _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
 
 def extract_json(text: str) -> str:
-    """The JSON object in ``text``: inside a code fence, or from the first ``{`` to the last ``}``."""
+    """The JSON object in ``text``: in a code fence, or from the first ``{`` to the last ``}``."""
     fenced = _FENCE.search(text)
     if fenced:
         text = fenced.group(1)

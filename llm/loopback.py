@@ -8,6 +8,7 @@ The default port 0 asks the OS for a free one; :attr:`LoopbackServer.url` tells 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from typing import Any
 
@@ -53,10 +54,10 @@ class LoopbackServer:
     def stop(self) -> None:
         if self._loop is not None and self._loop.is_running():
             future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
-            try:
+            # Shutting down: a failed cleanup leaves nothing to save, and must not mask
+            # the caller's own exception.
+            with contextlib.suppress(Exception):
                 future.result(timeout=15)
-            except Exception:
-                pass
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=15)
@@ -93,7 +94,7 @@ class LoopbackServer:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self._start_app())
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - re-raised by start() in the caller
             self._error = exc
             self._started.set()
             loop.close()
@@ -108,9 +109,9 @@ class LoopbackServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=2048)
         await site.start()
-        server = site._server
-        if server is not None and server.sockets:  # learn the ephemeral port
-            self.port = server.sockets[0].getsockname()[1]
+        sockets = getattr(site._server, "sockets", None)
+        if sockets:  # learn the ephemeral port
+            self.port = sockets[0].getsockname()[1]
 
     async def _shutdown(self) -> None:
         await self.on_stop()

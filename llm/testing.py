@@ -54,7 +54,7 @@ class Reply:
 
 
 def call(name: str, arguments: dict[str, Any] | str, call_id: str | None = None) -> dict[str, Any]:
-    """A wire tool call for :class:`Reply`; a ``str`` ``arguments`` is sent verbatim (may be broken)."""
+    """A wire tool call for :class:`Reply`; ``str`` arguments are sent verbatim (may be broken)."""
     args = arguments if isinstance(arguments, str) else json.dumps(arguments)
     return {
         "id": call_id or f"call_{name}",
@@ -91,7 +91,7 @@ class Faults:
 
 
 class Script:
-    """Where replies come from, in this order: rules, the ordered list, the responder, the default."""
+    """Where replies come from, in order: rules, the ordered list, the responder, the default."""
 
     def __init__(
         self,

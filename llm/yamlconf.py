@@ -104,7 +104,7 @@ def load_yaml_model(path: str | Path, model: type[M], overrides: list[str] | Non
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides; ``value`` is parsed as YAML (so ``3``, ``true``, ``[1]``)."""
+    """Apply ``a.b.c=value`` overrides; ``value`` is parsed as YAML (``3``, ``true``, ``[1]``)."""
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():

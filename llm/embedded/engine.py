@@ -125,7 +125,7 @@ class BatchEngine:
                 rows.append(item)
             try:
                 self._generate(rows)
-            except Exception as exc:  # noqa: BLE001 - a failed batch fails its requests, not the server
+            except Exception as exc:
                 log.exception("generation failed for a batch of %d", len(rows))
                 for row in rows:
                     if not row.future.done():

@@ -72,7 +72,7 @@ def ensure_converted() -> Path:
         model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name)
         tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
         # De-quantized weights are plain tensors now; drop the GGUF quantizer so they save.
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]
         model.config.__dict__.pop("quantization_config", None)
         staging = target.with_name(target.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)

@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -246,10 +247,9 @@ def _for_template(message: dict[str, Any]) -> dict[str, Any]:
         function = dict(call.get("function") or {})
         arguments = function.get("arguments")
         if isinstance(arguments, str):
-            try:
+            # A malformed call of the model's own is shown back to it as it wrote it.
+            with contextlib.suppress(json.JSONDecodeError):
                 function["arguments"] = json.loads(arguments or "{}")
-            except json.JSONDecodeError:
-                pass  # the model's own malformed call: shown to it as it wrote it
         calls.append({**call, "function": function})
     if calls:
         out["tool_calls"] = calls

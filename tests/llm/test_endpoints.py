@@ -78,7 +78,8 @@ async def test_unreachable_url_is_one_clear_line() -> None:
 def test_malformed_presets_file_names_file_line_and_field(tmp_path: Path) -> None:
     bad = tmp_path / "endpoints.yaml"
     bad.write_text(
-        "mine:\n  base_url: http://127.0.0.1:1/v1\n  model: m\n  max_concurrency: 0\n  colour: red\n"
+        "mine:\n  base_url: http://127.0.0.1:1/v1\n  model: m\n"
+        "  max_concurrency: 0\n  colour: red\n"
     )
     with pytest.raises(YamlConfigError) as info:
         load_presets(bad)
@@ -97,5 +98,5 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
 def test_overrides_set_nested_keys_with_yaml_values() -> None:
     data = apply_overrides({"a": {"b": 1}}, ["a.b=3", "a.c=[1, 2]", "d.e=true"])
     assert data == {"a": {"b": 3, "c": [1, 2]}, "d": {"e": True}}
-    with pytest.raises(YamlConfigError, match="expected key.path=value"):
+    with pytest.raises(YamlConfigError, match=r"expected key\.path=value"):
         apply_overrides({}, ["novalue"])

@@ -33,7 +33,8 @@ def test_non_object_arguments_are_an_error() -> None:
 def test_k2_section_with_a_broken_call_keeps_the_good_one() -> None:
     text = (
         "Checking.<|tool_calls_section_begin|>"
-        '<|tool_call_begin|>functions.search:0<|tool_call_argument_begin|>{"q": "k2"}<|tool_call_end|>'
+        "<|tool_call_begin|>functions.search:0"
+        '<|tool_call_argument_begin|>{"q": "k2"}<|tool_call_end|>'
         "<|tool_call_begin|>functions.bad:1<|tool_call_argument_begin|>{nope<|tool_call_end|>"
         "<|tool_calls_section_end|>"
     )
