@@ -175,13 +175,23 @@ class ChatClient:
         self.usage.failures += 1
         assert last is not None
         status = f"status {last.status}" if last.status else "no status"
-        raise ProviderError(
-            f"endpoint {ep.name!r} (model {request['model']}, {ep.base_url}) failed after "
-            f"{ep.max_retries + 1} tries; last: {status}: {last}",
+        raise self._error(
+            request,
+            f"failed after {ep.max_retries + 1} tries; last: {status}: {last}",
+            last.status,
+            ep.max_retries + 1,
+        )
+
+    def _error(
+        self, request: dict[str, Any], what: str, status: int | None, attempts: int
+    ) -> ProviderError:
+        ep = self.endpoint
+        return ProviderError(
+            f"endpoint {ep.name!r} (model {request['model']}, {ep.base_url}) {what}",
             endpoint=ep.name,
             model=request["model"],
-            status=last.status,
-            attempts=ep.max_retries + 1,
+            status=status,
+            attempts=attempts,
         )
 
     def _backoff(self, attempt: int, last: _Retry | None) -> float:
@@ -210,14 +220,8 @@ class ChatClient:
                     raise _Retry(
                         _short(exc), exc.status_code, _retry_after(exc.response.headers)
                     ) from exc
-                raise ProviderError(
-                    f"endpoint {ep.name!r} (model {request['model']}) rejected the request: "
-                    f"status {exc.status_code}: {_short(exc)}",
-                    endpoint=ep.name,
-                    model=request["model"],
-                    status=exc.status_code,
-                    attempts=1,
-                ) from exc
+                what = f"rejected the request: status {exc.status_code}: {_short(exc)}"
+                raise self._error(request, what, exc.status_code, 1) from exc
             except openai.APIConnectionError as exc:  # includes APITimeoutError
                 refused = _connection_failure(exc)
                 if refused is not None:
