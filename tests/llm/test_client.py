@@ -249,3 +249,25 @@ async def test_rules_match_on_request_content() -> None:
                 for q in ("the weather?", "the time?", "the time?")
             ]
     assert answers == ["sunny", "noon", "?"]
+
+
+async def test_over_capacity_requests_get_429_and_the_client_rides_it_out() -> None:
+    server = ScriptedEndpoint(latency_s=0.1, capacity=2, over_capacity="429")
+    async with server:
+        async with ChatClient(server.endpoint(max_concurrency=6, max_retries=20)) as client:
+            results = await asyncio.gather(*(client.chat(USER) for _ in range(6)))
+    assert [r.content for r in results] == ["ok"] * 6
+    assert server.outcomes["429"] >= 1 and server.outcomes["ok"] == 6
+    assert server.max_in_flight == 2
+
+
+async def test_seeded_fault_rates_are_injected_at_the_configured_rate() -> None:
+    faults = Faults(rates={"500": 0.2, "429": 0.1}, seed=7, retry_after_s=0.0)
+    async with ScriptedEndpoint(faults=faults) as server:
+        async with ChatClient(server.endpoint(max_retries=10, backoff_base_s=0.0)) as client:
+            for _ in range(100):
+                await client.chat(USER)
+    arrivals = len(server.requests)
+    assert server.outcomes["ok"] == 100
+    assert 0.12 <= server.outcomes["500"] / arrivals <= 0.28
+    assert 0.04 <= server.outcomes["429"] / arrivals <= 0.16
