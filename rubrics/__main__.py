@@ -1,0 +1,125 @@
+"""``python -m rubrics``: validate, render, test and describe rubric files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from llm import ChatClient, LLMError, get_endpoint
+from rubrics.judge import keyed
+from rubrics.loader import LIBRARY, RubricError, RubricSet
+from rubrics.render import render_judge, render_pair
+from rubrics.schema import Rubric
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+err = Console(stderr=True)
+
+
+def _load(paths: list[Path]) -> RubricSet:
+    """The given files plus the built-in library (so ``extends: [core]`` resolves)."""
+    library_given = any(p.resolve() == LIBRARY or LIBRARY in p.resolve().parents for p in paths)
+    try:
+        return RubricSet.load([*([] if library_given else [LIBRARY]), *paths])
+    except RubricError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def validate(paths: list[Path] = typer.Argument(..., help="Rubric files or folders.")) -> None:
+    """Check rubric files; exit 2 with file:line messages when any is invalid."""
+    rubric_set = _load(paths)
+    console.print(f"ok: {len(rubric_set.rubrics)} rubrics valid", highlight=False)
+
+
+@app.command()
+def render(
+    rubric_id: str = typer.Argument(..., help="Rubric id."),
+    pair: bool = typer.Option(
+        False, "--pair", help="The critic's pairwise prompt instead of the judge's."
+    ),
+    paths: list[Path] = typer.Option([], "--rubrics", help="Extra rubric files or folders."),
+) -> None:
+    """Print the exact prompt the judge (or, with --pair, the critic) sees for a rubric."""
+    rubric_set = _load(paths)
+    if rubric_id not in rubric_set:
+        err.print(f"unknown rubric {rubric_id!r}; known: {', '.join(sorted(rubric_set.rubrics))}")
+        raise typer.Exit(2)
+    criteria = keyed([rubric_id], rubric_set)
+    if pair:
+        text = render_pair("{prompt}", "{response A}", "{response B}", criteria)
+    else:
+        text = render_judge("{prompt}", "{response}", criteria)
+    sys.stdout.write(text)
+
+
+@app.command()
+def test(
+    paths: list[Path] = typer.Argument(
+        ..., help="Rubric files or folders whose golden tests to run."
+    ),
+    endpoint: str = typer.Option("embedded", help="Endpoint preset of the judge."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON last."),
+) -> None:
+    """Run golden tests; print agreement per rubric and overall."""
+    from rubrics.golden import run_golden
+
+    rubric_set = _load(paths)
+    wanted = RubricSet.load(paths).rubrics if paths else rubric_set.rubrics
+
+    async def run_all(ep) -> list:  # type: ignore[no-untyped-def]
+        async with ChatClient(ep) as client:
+            results = await asyncio.gather(
+                *(run_golden(rubric_set.get(rid), rubric_set, client) for rid in wanted)
+            )
+        return [r for group in results for r in group]
+
+    try:
+        if endpoint == "embedded":
+            from llm.embedded import embedded_endpoint
+
+            with console.status("starting the embedded model"), embedded_endpoint() as ep:
+                results = asyncio.run(run_all(ep))
+        else:
+            results = asyncio.run(run_all(get_endpoint(endpoint)))
+    except LLMError as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(2) from exc
+    table = Table(title=f"golden tests on {endpoint}")
+    for column in ("rubric", "tests", "agree", "agreement"):
+        table.add_column(column)
+    per_rubric = {}
+    for rid in wanted:
+        mine = [r for r in results if r.rubric == rid]
+        agree = sum(r.agrees for r in mine)
+        per_rubric[rid] = agree / len(mine) if mine else None
+        table.add_row(rid, str(len(mine)), str(agree), f"{per_rubric[rid]:.2f}" if mine else "-")
+    overall = sum(r.agrees for r in results) / len(results) if results else 0.0
+    table.add_row(
+        "overall", str(len(results)), str(sum(r.agrees for r in results)), f"{overall:.2f}"
+    )
+    console.print(table)
+    if as_json:
+        print(json.dumps({"agreement": overall, "per_rubric": per_rubric, "tests": len(results)}))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a rubric file (for yaml-language-server)."""
+    print(json.dumps(rubric_json_schema(), indent=2))
+
+
+def rubric_json_schema() -> dict:  # type: ignore[type-arg]
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Rubric.model_json_schema()}
+
+
+if __name__ == "__main__":
+    app()

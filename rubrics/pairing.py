@@ -1,0 +1,116 @@
+"""Which pairs of candidates the critic compares, round by round.
+
+A strategy is an object with one method, ``next_round(k, results) -> list of (i, j)``;
+an empty list ends the ranking. ``results`` holds the outcomes so far, so adaptive
+strategies (Swiss, knockout) can pair on the current standings. Each pair costs one
+critic call, or two when both orders are judged.
+
+* ``AllPairs`` — every pair once: K(K-1)/2 pairs, the most accurate, the most calls.
+* ``RandomPairs(budget)`` — a random round-robin of at most ``budget`` pairs.
+* ``Swiss(rounds)`` — each round pairs neighbours in the current standings.
+* ``Knockout`` — a bracket; winners advance, K-1 pairs in all.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One resolved pair: ``score`` is 1 if ``i`` won, 0 if ``j`` won, 0.5 for a tie."""
+
+    i: int
+    j: int
+    score: float
+
+
+class PairingStrategy(Protocol):
+    def next_round(self, k: int, results: list[Outcome]) -> list[tuple[int, int]]: ...
+
+
+class AllPairs:
+    def next_round(self, k: int, results: list[Outcome]) -> list[tuple[int, int]]:
+        return [] if results else list(itertools.combinations(range(k), 2))
+
+
+@dataclass
+class RandomPairs:
+    budget: int
+    """Pairs to compare at most."""
+    seed: int = 0
+
+    def next_round(self, k: int, results: list[Outcome]) -> list[tuple[int, int]]:
+        if results:
+            return []
+        pairs = list(itertools.combinations(range(k), 2))
+        rng = random.Random(self.seed)
+        rng.shuffle(pairs)
+        # Cover every candidate before spending budget on repeats of the same ones.
+        chosen, seen = [], set()
+        for i, j in pairs:
+            if i not in seen or j not in seen:
+                chosen.append((i, j))
+                seen.update((i, j))
+        chosen += [p for p in pairs if p not in chosen]
+        return chosen[: self.budget]
+
+
+@dataclass
+class Swiss:
+    rounds: int = 0
+    """Rounds to play; 0 means ceil(log2 K) + 1."""
+    seed: int = 0
+    _played: int = field(default=0, init=False)
+
+    def next_round(self, k: int, results: list[Outcome]) -> list[tuple[int, int]]:
+        total = self.rounds or math.ceil(math.log2(max(k, 2))) + 1
+        if self._played >= total:
+            return []
+        self._played += 1
+        points = [0.0] * k
+        met = set()
+        for o in results:
+            points[o.i] += o.score
+            points[o.j] += 1 - o.score
+            met.add(frozenset((o.i, o.j)))
+        rng = random.Random(self.seed + self._played)
+        order = sorted(range(k), key=lambda c: (-points[c], rng.random()))
+        pairs, free = [], list(order)
+        while len(free) >= 2:
+            first = free.pop(0)
+            partner = next((c for c in free if frozenset((first, c)) not in met), free[0])
+            free.remove(partner)
+            pairs.append((first, partner))
+        return pairs
+
+
+class Knockout:
+    """Single elimination; byes go to the earliest-seeded candidates."""
+
+    def next_round(self, k: int, results: list[Outcome]) -> list[tuple[int, int]]:
+        alive = list(range(k))
+        for o in results:
+            loser = o.j if o.score >= 0.5 else o.i
+            if loser in alive:
+                alive.remove(loser)
+        if len(alive) < 2:
+            return []
+        return [(alive[n], alive[n + 1]) for n in range(0, len(alive) - 1, 2)]
+
+
+def strategy(name: str, k: int, budget: int | None = None, seed: int = 0) -> PairingStrategy:
+    """A strategy by name: ``all_pairs``, ``random``, ``swiss`` or ``knockout``."""
+    if name == "all_pairs":
+        return AllPairs()
+    if name == "random":
+        return RandomPairs(budget=budget or k, seed=seed)
+    if name == "swiss":
+        return Swiss(seed=seed)
+    if name == "knockout":
+        return Knockout()
+    raise ValueError(f"unknown pairing strategy {name!r}: all_pairs, random, swiss or knockout")

@@ -1,0 +1,1 @@
+"""Prompt templates of the judge and the critic, rendered in one place (:mod:`rubrics.render`)."""
