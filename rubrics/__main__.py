@@ -6,12 +6,13 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from llm import ChatClient, LLMError, get_endpoint
+from llm import ChatClient, Endpoint, LLMError, get_endpoint
 from rubrics.judge import keyed
 from rubrics.loader import LIBRARY, RubricError, RubricSet
 from rubrics.render import render_judge, render_pair
@@ -68,17 +69,21 @@ def test(
     ),
     endpoint: str = typer.Option("embedded", help="Endpoint preset of the judge."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON last."),
+    reasoning_chars: int = typer.Option(1200, help="Longest reasoning the judge may write."),
 ) -> None:
     """Run golden tests; print agreement per rubric and overall."""
-    from rubrics.golden import run_golden
+    from rubrics.golden import GoldenResult, run_golden
 
     rubric_set = _load(paths)
     wanted = RubricSet.load(paths).rubrics if paths else rubric_set.rubrics
 
-    async def run_all(ep) -> list:  # type: ignore[no-untyped-def]
+    async def run_all(ep: Endpoint) -> list[GoldenResult]:
         async with ChatClient(ep) as client:
             results = await asyncio.gather(
-                *(run_golden(rubric_set.get(rid), rubric_set, client) for rid in wanted)
+                *(
+                    run_golden(rubric_set.get(rid), rubric_set, client, reasoning_chars)
+                    for rid in wanted
+                )
             )
         return [r for group in results for r in group]
 
@@ -117,7 +122,7 @@ def schema() -> None:
     print(json.dumps(rubric_json_schema(), indent=2))
 
 
-def rubric_json_schema() -> dict:  # type: ignore[type-arg]
+def rubric_json_schema() -> dict[str, Any]:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Rubric.model_json_schema()}
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from llm import ChatClient, LLMError, Message
 from rubrics.aggregate import bradley_terry, win_rates
@@ -29,17 +29,20 @@ from rubrics.pairing import Outcome, PairingStrategy, strategy
 from rubrics.render import render_pair
 
 Preference = Literal["first", "second", "tie"]
+Winner = Literal["A", "B", "tie"]
 
 
 class Comparator(Protocol):
     async def __call__(self, prompt: str, first: str, second: str) -> tuple[Preference, str]: ...
 
 
-class PairAnswer(BaseModel):
-    """The critic's answer: reasoning first, then the winner."""
-
-    reasoning: str
-    winner: Literal["A", "B", "tie"]
+def pair_answer_model(reasoning_chars: int = 1200) -> type[BaseModel]:
+    """The critic's answer: reasoning (bounded) first, then the winner."""
+    return create_model(
+        "PairAnswer",
+        reasoning=(str, Field(max_length=reasoning_chars)),
+        winner=(Winner, ...),
+    )
 
 
 class LLMCritic:
@@ -52,8 +55,10 @@ class LLMCritic:
         *,
         rubric_set: RubricSet | None = None,
         max_tokens: int = 512,
+        reasoning_chars: int = 1200,
     ) -> None:
         self.client = client
+        self.answer_model = pair_answer_model(reasoning_chars)
         self.criteria = keyed(rubrics, rubric_set or library())
         self.max_tokens = max_tokens
 
@@ -65,14 +70,15 @@ class LLMCritic:
         try:
             answer = await self.client.complete_json(
                 [Message(role="user", content=text)],
-                PairAnswer,
+                self.answer_model,
                 temperature=0.0,
                 max_tokens=self.max_tokens,
             )
         except LLMError as exc:
             raise JudgeError(f"critic failed ({self.client.endpoint.name}): {exc}") from exc
-        winner: Preference = {"A": "first", "B": "second", "tie": "tie"}[answer.winner]  # type: ignore[assignment]
-        return winner, answer.reasoning
+        choice: str = answer.winner  # type: ignore[attr-defined]
+        winner: Preference = "first" if choice == "A" else "second" if choice == "B" else "tie"
+        return winner, str(answer.reasoning)  # type: ignore[attr-defined]
 
 
 class Comparison(BaseModel):

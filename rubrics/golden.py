@@ -14,7 +14,7 @@ from llm import ChatClient
 from rubrics.critic import LLMCritic, rank
 from rubrics.judge import JudgeError, judge
 from rubrics.loader import RubricSet
-from rubrics.schema import PairTest, Rubric
+from rubrics.schema import PairTest, Rubric, SingleTest
 
 
 class GoldenResult(BaseModel):
@@ -27,11 +27,11 @@ class GoldenResult(BaseModel):
 
 
 async def run_golden(
-    rubric: Rubric, rubric_set: RubricSet, client: ChatClient
+    rubric: Rubric, rubric_set: RubricSet, client: ChatClient, reasoning_chars: int = 1200
 ) -> list[GoldenResult]:
-    critic = LLMCritic(client, [rubric.id], rubric_set=rubric_set)
+    critic = LLMCritic(client, [rubric.id], rubric_set=rubric_set, reasoning_chars=reasoning_chars)
 
-    async def one(index: int, test: object) -> GoldenResult:
+    async def one(index: int, test: PairTest | SingleTest) -> GoldenResult:
         if isinstance(test, PairTest):
             ranking = await rank(test.prompt, [test.a, test.b], critic)
             a, b = ranking.scores
@@ -50,12 +50,17 @@ async def run_golden(
             )
         try:
             verdict = await judge(
-                test.prompt, test.response, [rubric.id], client, rubric_set=rubric_set
-            )  # type: ignore[attr-defined]
+                test.prompt,
+                test.response,
+                [rubric.id],
+                client,
+                rubric_set=rubric_set,
+                reasoning_chars=reasoning_chars,
+            )
             got = "pass" if verdict.passed else "fail"
         except JudgeError as exc:
             got = f"error: {exc}"
-        expected = "pass" if test.expected_pass else "fail"  # type: ignore[attr-defined]
+        expected = "pass" if test.expected_pass else "fail"
         return GoldenResult(
             rubric=rubric.id,
             index=index,

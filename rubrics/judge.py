@@ -68,20 +68,27 @@ def criterion_key(rubric_id: str, criterion: Criterion) -> str:
     return f"{rubric_id}.{criterion.id}"
 
 
-def answer_model(criteria: Keyed) -> type[BaseModel]:
-    """A pydantic model accepting exactly these criteria, each score bounded by its scale."""
+def answer_model(criteria: Keyed, reasoning_chars: int = 1200) -> type[BaseModel]:
+    """A pydantic model accepting exactly these criteria, each score bounded by its scale.
+
+    ``reasoning_chars`` bounds the overall reasoning (a third of it per criterion), which
+    keeps a constrained decoder from rambling until ``max_tokens``.
+    """
+    short = Field(max_length=max(40, reasoning_chars // 3))
     fields: dict[str, Any] = {}
     for index, (key, _, c) in enumerate(criteria):
         low, high = SCALE_RANGE[c.scale]
         score_type = int if c.scale == "binary" else float
         entry = create_model(
             f"Score{index}",
-            reasoning=(str, ...),
+            reasoning=(str, short),
             score=(score_type, Field(ge=low, le=high)),
         )
         fields[f"c{index}"] = (entry, Field(alias=key))
     scores = create_model("Scores", **fields)
-    return create_model("JudgeAnswer", reasoning=(str, ...), scores=(scores, ...))
+    return create_model(
+        "JudgeAnswer", reasoning=(str, Field(max_length=reasoning_chars)), scores=(scores, ...)
+    )
 
 
 def keyed(rubrics: list[str], rubric_set: RubricSet) -> Keyed:
@@ -98,11 +105,12 @@ async def judge(
     threshold: float | None = None,
     samples: int = 1,
     max_tokens: int = 1024,
+    reasoning_chars: int = 1200,
 ) -> Verdict:
     """Judge ``item`` (a response, or a trajectory as OpenAI messages) for ``prompt``."""
     rubric_set = rubric_set or library()
     criteria = keyed(rubrics, rubric_set)
-    model = answer_model(criteria)
+    model = answer_model(criteria, reasoning_chars)
     text = render_judge(prompt, item, criteria)
     messages = [Message(role="user", content=text)]
 

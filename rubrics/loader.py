@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -49,7 +50,7 @@ class RubricSet:
         self.sources = sources or {}
 
     @classmethod
-    def load(cls, paths: list[str | Path] | str | Path) -> RubricSet:
+    def load(cls, paths: Sequence[str | Path] | str | Path) -> RubricSet:
         """Load ``.yaml``/``.yml`` files (folders are searched recursively)."""
         if isinstance(paths, str | Path):
             paths = [paths]
@@ -83,7 +84,7 @@ class RubricSet:
     def __contains__(self, rubric_id: str) -> bool:
         return rubric_id in self.rubrics
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Rubric]:
         return iter(self.rubrics.values())
 
     def get(self, rubric_id: str) -> Rubric:
@@ -148,7 +149,7 @@ class RubricSet:
         return visit(start)
 
 
-def _files(paths: list[str | Path], problems: list[str]) -> list[Path]:
+def _files(paths: Sequence[str | Path], problems: list[str]) -> list[Path]:
     files: list[Path] = []
     for raw in paths:
         path = Path(raw)

@@ -51,7 +51,8 @@ class RandomPairs:
         rng = random.Random(self.seed)
         rng.shuffle(pairs)
         # Cover every candidate before spending budget on repeats of the same ones.
-        chosen, seen = [], set()
+        chosen: list[tuple[int, int]] = []
+        seen: set[int] = set()
         for i, j in pairs:
             if i not in seen or j not in seen:
                 chosen.append((i, j))
@@ -80,13 +81,23 @@ class Swiss:
             met.add(frozenset((o.i, o.j)))
         rng = random.Random(self.seed + self._played)
         order = sorted(range(k), key=lambda c: (-points[c], rng.random()))
-        pairs, free = [], list(order)
-        while len(free) >= 2:
-            first = free.pop(0)
-            partner = next((c for c in free if frozenset((first, c)) not in met), free[0])
-            free.remove(partner)
-            pairs.append((first, partner))
-        return pairs
+        return _fresh_pairing(order, met) or [
+            (order[n], order[n + 1]) for n in range(0, len(order) - 1, 2)
+        ]
+
+
+def _fresh_pairing(order: list[int], met: set[frozenset[int]]) -> list[tuple[int, int]] | None:
+    """Pair neighbours in ``order`` with no rematch, backtracking when greed would force one."""
+    if len(order) < 2:
+        return []
+    first, rest = order[0], order[1:]
+    for partner in rest:
+        if frozenset((first, partner)) in met:
+            continue
+        tail = _fresh_pairing([c for c in rest if c != partner], met)
+        if tail is not None:
+            return [(first, partner), *tail]
+    return None
 
 
 class Knockout:
