@@ -39,6 +39,7 @@ lint: setup
 
 bench: setup
 	$(PY) bench/llm_client.py
+	$(PY) bench/critic.py
 
 clean:
 	rm -rf $(VENV) runs
