@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field, create_model
 
 from llm import ChatClient, LLMError, Message
 from rubrics.aggregate import bradley_terry, win_rates
-from rubrics.judge import JudgeError, keyed
+from rubrics.judge import CLOSED, JudgeError, keyed
 from rubrics.loader import RubricSet, library
 from rubrics.pairing import Outcome, PairingStrategy, strategy
 from rubrics.render import render_pair
@@ -40,6 +40,7 @@ def pair_answer_model(reasoning_chars: int = 1200) -> type[BaseModel]:
     """The critic's answer: reasoning (bounded) first, then the winner."""
     return create_model(
         "PairAnswer",
+        __config__=CLOSED,
         reasoning=(str, Field(max_length=reasoning_chars)),
         winner=(Winner, ...),
     )

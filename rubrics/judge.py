@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from llm import ChatClient, LLMError, Message
 from rubrics.loader import RubricSet, library
@@ -27,6 +27,8 @@ from rubrics.render import Keyed, as_text, render_judge
 from rubrics.schema import SCALE_RANGE, Criterion, normalise
 
 Item = str | list[dict[str, Any]]
+# Closed objects: no key beyond the criteria, so a constrained decoder cannot invent more.
+CLOSED = ConfigDict(extra="forbid")
 
 
 class JudgeError(Exception):
@@ -78,16 +80,21 @@ def answer_model(criteria: Keyed, reasoning_chars: int = 1200) -> type[BaseModel
     fields: dict[str, Any] = {}
     for index, (key, _, c) in enumerate(criteria):
         low, high = SCALE_RANGE[c.scale]
-        score_type = int if c.scale == "binary" else float
+        # Whole numbers on every scale: an unbounded float lets a constrained decoder
+        # write digits forever.
         entry = create_model(
             f"Score{index}",
+            __config__=CLOSED,
             reasoning=(str, short),
-            score=(score_type, Field(ge=low, le=high)),
+            score=(int, Field(ge=low, le=high)),
         )
         fields[f"c{index}"] = (entry, Field(alias=key))
-    scores = create_model("Scores", **fields)
+    scores = create_model("Scores", __config__=CLOSED, **fields)
     return create_model(
-        "JudgeAnswer", reasoning=(str, Field(max_length=reasoning_chars)), scores=(scores, ...)
+        "JudgeAnswer",
+        __config__=CLOSED,
+        reasoning=(str, Field(max_length=reasoning_chars)),
+        scores=(scores, ...),
     )
 
 
