@@ -21,6 +21,7 @@ import random
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -31,14 +32,16 @@ from rubrics.aggregate import kendall_tau
 from rubrics.critic import Preference, rank
 
 NOISE, BIAS = 0.7, 0.8
+# Share of pairs a critic of this noise orders correctly (no bias), for q ~ N(0, 1).
+ACCURACY = {0.1: 0.961, 0.3: 0.888, 0.7: 0.78}
 
 
 class SimulatedCritic:
-    def __init__(self, quality: dict[str, float], rng: random.Random) -> None:
-        self.quality, self.rng = quality, rng
+    def __init__(self, quality: dict[str, float], rng: random.Random, noise: float) -> None:
+        self.quality, self.rng, self.noise = quality, rng, noise
 
     async def __call__(self, prompt: str, first: str, second: str) -> tuple[Preference, str]:
-        margin = (self.quality[first] - self.quality[second]) / NOISE + BIAS
+        margin = (self.quality[first] - self.quality[second]) / self.noise + BIAS
         won = self.rng.random() < 1 / (1 + math.exp(-margin))
         return ("first" if won else "second"), "simulated"
 
@@ -52,12 +55,14 @@ def configurations(k: int) -> list[tuple[str, str, int | None, bool]]:
             ("all pairs", "all_pairs", None, both),
             (f"random, {2 * k} calls", "random", max(1, 2 * k // per_pair), both),
             ("swiss", "swiss", None, both),
+            (f"adaptive, {2 * k} calls", "adaptive", max(1, 2 * k // per_pair), both),
             ("knockout", "knockout", None, both),
+            ("merge sort", "mergesort", None, both),
         ]
     return out
 
 
-def measure(k: int, trials: int) -> list[dict[str, object]]:
+def measure(k: int, trials: int, noise: float = NOISE) -> list[dict[str, Any]]:
     rows = []
     for label, name, budget, both in configurations(k):
         taus, calls = [], []
@@ -65,7 +70,7 @@ def measure(k: int, trials: int) -> list[dict[str, object]]:
             rng = random.Random(trial)
             latent = [rng.gauss(0, 1) for _ in range(k)]
             responses = [f"r{i}" for i in range(k)]
-            critic = SimulatedCritic(dict(zip(responses, latent, strict=True)), rng)
+            critic = SimulatedCritic(dict(zip(responses, latent, strict=True)), rng, noise)
             ranking = asyncio.run(
                 rank(
                     "p",
@@ -82,6 +87,7 @@ def measure(k: int, trials: int) -> list[dict[str, object]]:
         rows.append(
             {
                 "k": k,
+                "noise": noise,
                 "strategy": label,
                 "both_orders": both,
                 "calls": statistics.mean(calls),
@@ -89,6 +95,32 @@ def measure(k: int, trials: int) -> list[dict[str, object]]:
             }
         )
     return rows
+
+
+def noise_sweep(rows: list[dict[str, Any]], trials: int) -> dict[str, float]:
+    """K=8: all pairs in both orders against the best strategy with <= 2K calls, by noise."""
+    sweep = Table(title="K=8, by critic noise: all pairs (both orders) vs best with <= 16 calls")
+    for column in ("noise", "pairwise accuracy", "tau all pairs", "best <= 16 calls", "tau", "gap"):
+        sweep.add_column(column, justify="right")
+    gaps = {}
+    for noise in (0.1, 0.3, NOISE):
+        found = rows if noise == NOISE else measure(8, trials, noise)
+        k8 = [r for r in found if r["k"] == 8]
+        full = next(r for r in k8 if r["strategy"] == "all pairs" and r["both_orders"])
+        cheap = max((r for r in k8 if r["calls"] <= 16), key=lambda r: r["tau"])
+        gap = full["tau"] - cheap["tau"]
+        gaps[str(noise)] = round(gap, 4)
+        order = "both orders" if cheap["both_orders"] else "one order"
+        sweep.add_row(
+            f"{noise}",
+            f"{ACCURACY[noise]:.2f}",
+            f"{full['tau']:.3f}",
+            f"{cheap['strategy']}, {order}, {cheap['calls']:.0f} calls",
+            f"{cheap['tau']:.3f}",
+            f"{gap:.3f}",
+        )
+    Console(width=120).print(sweep)
+    return gaps
 
 
 def main() -> None:
@@ -115,6 +147,7 @@ def main() -> None:
             f"{r['tau']:.3f}",
         )
     Console(width=120).print(table)
+    gaps = noise_sweep(rows, trials)
     k8 = [r for r in rows if r["k"] == 8]
     all_pairs = next(r for r in k8 if r["strategy"] == "all pairs" and r["both_orders"])
     budgeted = [r for r in k8 if float(r["calls"]) <= 16 and r["strategy"] != "all pairs"]  # type: ignore[arg-type]
@@ -129,6 +162,7 @@ def main() -> None:
                     "calls_best_budget_k8": best["calls"],
                     "best_budget_strategy_k8": best["strategy"],
                     "best_budget_both_orders_k8": best["both_orders"],
+                    "budget_gap_by_noise_k8": gaps,
                     "position_bias_tau_gain_k8": round(
                         float(all_pairs["tau"]) - float(one_order["tau"]), 4
                     ),  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field, create_model
@@ -111,15 +112,19 @@ async def rank(
     both_orders: bool = True,
     seed: int = 0,
 ) -> Ranking:
-    """Rank ``responses`` to ``prompt``; ``budget`` (in pairs) applies to ``random``."""
+    """Rank ``responses`` to ``prompt``; ``budget`` (pairs) caps ``random`` and ``adaptive``."""
     k = len(responses)
     plan = strategy(pairing, k, budget, seed) if isinstance(pairing, str) else pairing
     outcomes: list[Outcome] = []
     comparisons: list[Comparison] = []
     if k < 2:
         return Ranking(scores=[0.0] * k, win_rates=[0.5] * k)
+    shuffle = random.Random(seed)
     while pairs := plan.next_round(k, outcomes):
-        calls = [(i, j) for i, j in pairs] + ([(j, i) for i, j in pairs] if both_orders else [])
+        if both_orders:
+            calls = [(i, j) for i, j in pairs] + [(j, i) for i, j in pairs]
+        else:  # one order: a coin decides who is shown first, so position bias is not systematic
+            calls = [(i, j) if shuffle.random() < 0.5 else (j, i) for i, j in pairs]
         done = await asyncio.gather(*(_compare(critic, prompt, responses, a, b) for a, b in calls))
         comparisons.extend(done)
         for i, j in pairs:

@@ -9,6 +9,8 @@ critic call, or two when both orders are judged.
 * ``RandomPairs(budget)`` — a random round-robin of at most ``budget`` pairs.
 * ``Swiss(rounds)`` — each round pairs neighbours in the current standings.
 * ``Knockout`` — a bracket; winners advance, K-1 pairs in all.
+* ``Adaptive(budget)`` — pairs neighbours in the current Bradley-Terry order.
+* ``MergeSort`` — a merge sort driven by the critic, about K log2 K pairs.
 """
 
 from __future__ import annotations
@@ -100,6 +102,81 @@ def _fresh_pairing(order: list[int], met: set[frozenset[int]]) -> list[tuple[int
     return None
 
 
+@dataclass
+class Adaptive:
+    """Spend a budget where the ranking is least settled.
+
+    A first round pairs everyone at random; each later round fits Bradley-Terry to the
+    outcomes so far and pairs neighbours in that order (no rematches), because adjacent
+    candidates are the ones whose order is still in doubt. Stops at ``budget`` pairs.
+    """
+
+    budget: int
+    seed: int = 0
+
+    def next_round(self, k: int, results: list[Outcome]) -> list[tuple[int, int]]:
+        from rubrics.aggregate import bradley_terry
+
+        left = self.budget - len(results)
+        if left <= 0:
+            return []
+        rng = random.Random(self.seed + len(results))
+        if not results:
+            order = list(range(k))
+            rng.shuffle(order)
+        else:
+            scores = bradley_terry(k, results)
+            order = sorted(range(k), key=lambda c: (-scores[c], rng.random()))
+        met = {frozenset((o.i, o.j)) for o in results}
+        pairs = _fresh_pairing(order, met)
+        if not pairs:  # neighbours all met: any unmet pairs, closest in the order first
+            position = {c: n for n, c in enumerate(order)}
+            unmet = [p for p in itertools.combinations(range(k), 2) if frozenset(p) not in met]
+            pairs = sorted(unmet, key=lambda p: abs(position[p[0]] - position[p[1]]))
+        return pairs[:left]
+
+
+class MergeSort:
+    """A merge sort whose comparisons are critic calls: about K log2 K pairs in all.
+
+    Every merge of the current level advances by one comparison per round (the heads of
+    its two runs), so a round holds as many pairs as there are merges in progress. The
+    cheapest way to a full order when the critic is reliable; a wrong call is never
+    revisited, so a noisy critic does better with more redundant strategies.
+    """
+
+    def __init__(self) -> None:
+        self._runs: list[list[int]] | None = None
+        self._merges: list[tuple[list[int], list[int], list[int]]] = []
+        self._asked: list[tuple[int, int]] = []
+
+    def next_round(self, k: int, results: list[Outcome]) -> list[tuple[int, int]]:
+        if self._runs is None:
+            self._runs = [[c] for c in range(k)]
+        answers = {(o.i, o.j): o.score for o in results}
+        for (i, j), merge in zip(self._asked, self._merges, strict=False):
+            left, right, out = merge
+            out.append(left.pop(0) if answers.get((i, j), 0.5) >= 0.5 else right.pop(0))
+        if self._merges:
+            still = []
+            for left, right, out in self._merges:
+                if left and right:
+                    still.append((left, right, out))
+                else:
+                    self._runs.append(out + left + right)
+            self._merges = still
+        if not self._merges:
+            if len(self._runs) <= 1:
+                return []
+            runs, self._runs = self._runs, []
+            for n in range(0, len(runs) - 1, 2):
+                self._merges.append((list(runs[n]), list(runs[n + 1]), []))
+            if len(runs) % 2:
+                self._runs.append(runs[-1])
+        self._asked = [(left[0], right[0]) for left, right, _ in self._merges]
+        return list(self._asked)
+
+
 class Knockout:
     """Single elimination; byes go to the earliest-seeded candidates."""
 
@@ -115,7 +192,7 @@ class Knockout:
 
 
 def strategy(name: str, k: int, budget: int | None = None, seed: int = 0) -> PairingStrategy:
-    """A strategy by name: ``all_pairs``, ``random``, ``swiss`` or ``knockout``."""
+    """A strategy by name: all_pairs, random, swiss, knockout, adaptive or mergesort."""
     if name == "all_pairs":
         return AllPairs()
     if name == "random":
@@ -124,4 +201,11 @@ def strategy(name: str, k: int, budget: int | None = None, seed: int = 0) -> Pai
         return Swiss(seed=seed)
     if name == "knockout":
         return Knockout()
-    raise ValueError(f"unknown pairing strategy {name!r}: all_pairs, random, swiss or knockout")
+    if name == "mergesort":
+        return MergeSort()
+    if name == "adaptive":
+        return Adaptive(budget=budget or k, seed=seed)
+    raise ValueError(
+        f"unknown pairing strategy {name!r}: "
+        "all_pairs, random, swiss, knockout, adaptive or mergesort"
+    )

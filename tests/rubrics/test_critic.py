@@ -58,7 +58,8 @@ async def test_both_orders_cancel_a_pure_position_bias() -> None:
             fair = await rank("q", RESPONSES, critic)
             biased = await rank("q", RESPONSES, critic, both_orders=False)
     assert fair.win_rates == [0.5] * 4 and max(fair.scores) - min(fair.scores) < 1e-9
-    assert biased.win_rates[0] == 1.0 and biased.win_rates[3] == 0.0
+    # One order: whoever the coin shows first wins, so the ranking is noise, not order.
+    assert sorted(biased.win_rates) != [0.5] * 4
 
 
 async def test_failed_comparisons_degrade_to_fewer_comparisons() -> None:
@@ -118,3 +119,32 @@ def test_strategy_pair_counts() -> None:
 def test_knockout_crowns_the_best() -> None:
     rounds = play(Knockout(), 8)
     assert rounds[-1] and 7 in rounds[-1][0]
+
+
+def test_merge_sort_orders_with_a_perfect_critic_in_about_k_log_k_pairs() -> None:
+    from rubrics.aggregate import bradley_terry
+    from rubrics.pairing import MergeSort
+
+    strategy = MergeSort()
+    results: list[Outcome] = []
+    while pairs := strategy.next_round(8, results):
+        results += [Outcome(i, j, 1.0 if i > j else 0.0) for i, j in pairs]
+    assert len(results) <= 17  # 8 log2 8 - 8 + 1
+    scores = bradley_terry(8, results)
+    assert sorted(range(8), key=lambda c: scores[c]) == list(range(8))
+
+
+def test_adaptive_spends_exactly_its_budget_without_rematches() -> None:
+    from rubrics.pairing import Adaptive
+
+    pairs = [p for r in play(Adaptive(budget=10, seed=3), 8) for p in r]
+    assert len(pairs) == 10 and len({frozenset(p) for p in pairs}) == 10
+
+
+async def test_one_order_judging_randomises_who_is_shown_first() -> None:
+    always_a = json.dumps({"reasoning": "first", "winner": "A"})
+    async with ScriptedEndpoint(lambda request: always_a) as server:
+        async with ChatClient(server.endpoint()) as client:
+            ranking = await rank("q", RESPONSES, LLMCritic(client, ["core"]), both_orders=False)
+    firsts = [c.first < c.second for c in ranking.comparisons]
+    assert ranking.calls == 6 and any(firsts) and not all(firsts)
