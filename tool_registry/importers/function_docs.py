@@ -1,0 +1,186 @@
+"""Import function-doc collections (JSON list or JSONL) as used by function-calling datasets.
+
+Entries carry ``name``, ``description`` and ``parameters`` whose types may be written the
+Python way (``dict``, ``float``, ``int``, ``tuple``, ``any``…), with ``required`` either as
+a list on the object or as ``required: true`` on a property. :func:`normalise_schema`
+rewrites them into valid JSON Schema; an entry that still cannot be used is reported with
+its reason and the rest are kept. Names that break OpenAI's rules (``math.factorial``) are
+rewritten (``math_factorial``) and the original kept as an ``alias:`` tag.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from tool_registry.importers import ImportProblem, ImportReport
+from tool_registry.spec import Provenance, ToolSpec
+
+TYPE_NAMES = {
+    "dict": "object",
+    "object": "object",
+    "map": "object",
+    "mapping": "object",
+    "float": "number",
+    "double": "number",
+    "number": "number",
+    "decimal": "number",
+    "int": "integer",
+    "integer": "integer",
+    "long": "integer",
+    "str": "string",
+    "string": "string",
+    "text": "string",
+    "char": "string",
+    "bool": "boolean",
+    "boolean": "boolean",
+    "list": "array",
+    "array": "array",
+    "tuple": "array",
+    "set": "array",
+    "sequence": "array",
+    "none": "null",
+    "null": "null",
+    "nonetype": "null",
+}
+ANY = {"any", "anytype", "object_any", "mixed", ""}
+KEYWORDS_KEPT = {
+    "description",
+    "enum",
+    "default",
+    "format",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minItems",
+    "maxItems",
+    "title",
+    "examples",
+    "const",
+}
+
+
+class SchemaProblem(ValueError):
+    pass
+
+
+def normalise_schema(node: Any, path: str = "parameters") -> dict[str, Any]:
+    """A Python-style type description → JSON Schema (raises :class:`SchemaProblem`)."""
+    if isinstance(node, str):
+        node = {"type": node}
+    if not isinstance(node, dict):
+        raise SchemaProblem(f"{path}: expected an object, got {type(node).__name__}")
+    out: dict[str, Any] = {k: v for k, v in node.items() if k in KEYWORDS_KEPT}
+    kind = node.get("type")
+    if isinstance(kind, list):
+        out["type"] = [_type_name(k, path) for k in kind if str(k).lower() not in ANY]
+    elif kind is not None and str(kind).strip().lower() not in ANY:
+        out["type"] = _type_name(kind, path)
+    if out.get("type") == "object" or "properties" in node:
+        out.setdefault("type", "object")
+        properties = node.get("properties") or {}
+        if not isinstance(properties, dict):
+            raise SchemaProblem(f"{path}.properties: expected an object")
+        given = node.get("required")
+        required: list[str] = list(given) if isinstance(given, list) else []
+        out["properties"] = {}
+        for key, sub in properties.items():
+            if isinstance(sub, dict) and sub.get("required") is True:
+                required = [*required, key]
+            out["properties"][key] = normalise_schema(sub, f"{path}.properties.{key}")
+        missing = [r for r in required if r not in out["properties"]]
+        if missing:
+            raise SchemaProblem(f"{path}.required: names unknown properties {missing}")
+        if required:
+            out["required"] = list(dict.fromkeys(required))
+    if out.get("type") == "array" and "items" in node:
+        items = node["items"]
+        if isinstance(items, list):  # tuple-style positional items
+            out["prefixItems"] = [
+                normalise_schema(i, f"{path}.items[{n}]") for n, i in enumerate(items)
+            ]
+        else:
+            out["items"] = normalise_schema(items, f"{path}.items")
+    if "enum" in out and not isinstance(out["enum"], list):
+        raise SchemaProblem(f"{path}.enum: expected a list")
+    return out
+
+
+def _type_name(kind: Any, path: str) -> str:
+    name = str(kind).strip().lower()
+    if name not in TYPE_NAMES:
+        raise SchemaProblem(f"{path}.type: unknown type {kind!r}")
+    return TYPE_NAMES[name]
+
+
+_BAD_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+def to_spec(entry: dict[str, Any], origin: str) -> ToolSpec:
+    entry = entry.get("function", entry) if isinstance(entry.get("function"), dict) else entry
+    raw_name = entry.get("name") or entry.get("api_name")
+    if not isinstance(raw_name, str) or not raw_name.strip():
+        raise SchemaProblem("missing name")
+    name = _BAD_NAME_CHARS.sub("_", raw_name.strip())[:64]
+    parameters = entry.get("parameters", entry.get("arguments", {"type": "object"}))
+    schema = normalise_schema(parameters or {"type": "dict", "properties": {}})
+    if schema.get("type") != "object":
+        raise SchemaProblem("parameters: the top level must be an object")
+    tags = (f"alias:{raw_name}",) if name != raw_name else ()
+    try:
+        return ToolSpec(
+            name=name,
+            description=str(entry.get("description") or ""),
+            parameters=schema,
+            tags=tags,
+            provenance=Provenance(source="function_docs", origin=origin),
+        )
+    except ValidationError as exc:
+        raise SchemaProblem("; ".join(e["msg"] for e in exc.errors())) from exc
+
+
+def import_function_docs(path: str | Path) -> ImportReport:
+    """Every entry of a JSON list or JSONL file; bad entries reported, the rest kept."""
+    path = Path(path)
+    report = ImportReport()
+    for where, entry in _entries(path, report):
+        name = str(entry.get("name", "")) if isinstance(entry, dict) else ""
+        if not isinstance(entry, dict):
+            report.problems.append(ImportProblem(where, "", "entry is not an object"))
+            continue
+        try:
+            report.specs.append(to_spec(entry, str(path)))
+        except SchemaProblem as exc:
+            report.problems.append(ImportProblem(where, name, str(exc)))
+    return report
+
+
+def _entries(path: Path, report: ImportReport) -> list[tuple[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            report.problems.append(
+                ImportProblem(f"{path}:{exc.lineno}", "", f"invalid JSON: {exc.msg}")
+            )
+            return []
+        return [(f"{path}[{n}]", entry) for n, entry in enumerate(data)]
+    entries = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entries.append((f"{path}:{number}", json.loads(line)))
+        except json.JSONDecodeError as exc:
+            report.problems.append(
+                ImportProblem(f"{path}:{number}", "", f"invalid JSON: {exc.msg}")
+            )
+    return entries

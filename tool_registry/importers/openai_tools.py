@@ -1,0 +1,29 @@
+"""Import OpenAI tool objects: a JSON list of them, or a file with one per line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from tool_registry.importers import ImportProblem, ImportReport
+from tool_registry.importers.function_docs import _entries
+from tool_registry.spec import Provenance, ToolSpec
+
+
+def import_openai_tools(path: str | Path) -> ImportReport:
+    path = Path(path)
+    report = ImportReport()
+    provenance = Provenance(source="openai", origin=str(path))
+    for where, entry in _entries(path, report):
+        function = entry.get("function", entry) if isinstance(entry, dict) else {}
+        name = str(function.get("name", "")) if isinstance(function, dict) else ""
+        try:
+            report.specs.append(ToolSpec.from_openai(entry, provenance=provenance))
+        except (ValueError, ValidationError) as exc:
+            reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            if isinstance(exc, ValidationError):
+                loc = ".".join(str(p) for p in exc.errors()[0]["loc"])
+                reason = f"{loc}: {reason}"
+            report.problems.append(ImportProblem(where, name, reason))
+    return report
