@@ -1,0 +1,144 @@
+"""``python -m tool_registry``: import tools into a repository, describe it, export it.
+
+Every command takes ``--registry PATH`` (default ``tools.jsonl``). Bad input exits 2 with
+a one-line reason per problem; an import that fails as a whole leaves the file unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tool_registry.importers import ImportReport
+from tool_registry.repository import ToolRepository
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+importer = typer.Typer(no_args_is_help=True, help="Import tools from a source.")
+app.add_typer(importer, name="import")
+console = Console()
+REGISTRY = typer.Option(Path("tools.jsonl"), "--registry", help="The repository file (JSONL).")
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(2)
+
+
+def _merge(report: ImportReport, registry: Path, strict: bool) -> None:
+    for problem in report.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    if strict and report.problems:
+        _fail(f"{len(report.problems)} entries could not be imported; nothing written (--strict)")
+    if not report.specs:
+        _fail("no tool could be imported; nothing written")
+    repo = ToolRepository.load(registry)
+    result = repo.add(report.specs)
+    repo.save(registry)
+    for old, new in result.renamed:
+        print(f"renamed: {old} -> {new} (name clash with a different interface)", file=sys.stderr)
+    print(
+        f"{registry}: +{len(result.added)} tools ({len(result.duplicates)} duplicates, "
+        f"{len(report.problems)} skipped); {len(repo)} in all"
+    )
+
+
+@importer.command("mcp")
+def import_mcp_command(
+    command: list[str] = typer.Argument(..., help="The server command line, after `--`."),
+    registry: Path = REGISTRY,
+    timeout: float = typer.Option(30.0, help="Seconds to wait for the server."),
+    strict: bool = typer.Option(False, help="Write nothing if any tool is invalid."),
+) -> None:
+    """Import the tools of an MCP server run over stdio: `import mcp -- CMD [ARGS...]`."""
+    from tool_registry.importers.mcp_server import MCPImportError, import_mcp
+
+    try:
+        report = import_mcp(command, timeout_s=timeout)
+    except MCPImportError as exc:
+        _fail(str(exc))
+    _merge(report, registry, strict)
+
+
+@importer.command("openai")
+def import_openai_command(
+    file: Path = typer.Argument(..., help="A JSON list of OpenAI tools, or one per line."),
+    registry: Path = REGISTRY,
+    strict: bool = typer.Option(False, help="Write nothing if any entry is invalid."),
+) -> None:
+    """Import OpenAI tool objects."""
+    from tool_registry.importers.openai_tools import import_openai_tools
+
+    if not file.exists():
+        _fail(f"{file}: no such file")
+    _merge(import_openai_tools(file), registry, strict)
+
+
+@importer.command("function-docs")
+def import_function_docs_command(
+    file: Path = typer.Argument(..., help="A JSON list or JSONL of function docs."),
+    registry: Path = REGISTRY,
+    strict: bool = typer.Option(False, help="Write nothing if any entry is invalid."),
+) -> None:
+    """Import a function-doc collection (Python-style types are normalised)."""
+    from tool_registry.importers.function_docs import import_function_docs
+
+    if not file.exists():
+        _fail(f"{file}: no such file")
+    _merge(import_function_docs(file), registry, strict)
+
+
+@app.command()
+def stats(
+    registry: Path = REGISTRY,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Counts by source, category, domain, side effect and parameter count."""
+    if not registry.exists():
+        _fail(f"{registry}: no such repository")
+    figures = ToolRepository.load(registry).stats()
+    if as_json:
+        print(json.dumps(figures))
+        return
+    console.print(f"{registry}: {figures['tools']} tools", highlight=False)
+    for key in ("by_source", "by_side_effect", "by_parameter_count", "by_category", "by_domain"):
+        table = Table(title=key.replace("_", " "))
+        table.add_column("value")
+        table.add_column("tools", justify="right")
+        for value, count in sorted(figures[key].items(), key=lambda kv: -kv[1])[:20]:
+            table.add_row(str(value), str(count))
+        console.print(table)
+
+
+@app.command()
+def export(
+    registry: Path = REGISTRY,
+    format: str = typer.Option(
+        "openai", help="openai (a JSON list of tools) or jsonl (ToolSpecs)."
+    ),
+    out: Path | None = typer.Option(None, help="Write here instead of standard output."),
+) -> None:
+    """Export the repository as OpenAI tools or as ToolSpec JSONL."""
+    if not registry.exists():
+        _fail(f"{registry}: no such repository")
+    repo = ToolRepository.load(registry)
+    specs = sorted(repo, key=lambda s: s.id)
+    if format == "openai":
+        text = json.dumps([s.to_openai() for s in specs], indent=2) + "\n"
+    elif format == "jsonl":
+        text = "".join(json.dumps(s.model_dump(mode="json", exclude={"id"})) + "\n" for s in specs)
+    else:
+        _fail(f"unknown format {format!r}: openai or jsonl")
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+        print(f"wrote {len(specs)} tools to {out}")
+
+
+if __name__ == "__main__":
+    app()

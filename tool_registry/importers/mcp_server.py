@@ -1,0 +1,115 @@
+"""Import the tools of a real MCP server, started as a subprocess and spoken to over stdio.
+
+The server's ``tools/list`` is converted to ToolSpecs with the command line as provenance
+and the server's annotations (read-only / destructive hints) as the side-effect class. A
+server that crashes, hangs or speaks garbage gives :class:`MCPImportError` within
+``timeout_s``, with the end of its stderr; the subprocess is stopped either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import tempfile
+from typing import Any
+
+from pydantic import ValidationError
+
+from tool_registry.importers import ImportProblem, ImportReport
+from tool_registry.spec import Provenance, ToolSpec
+
+
+class MCPImportError(RuntimeError):
+    """The MCP server could not be listed; the message says why and shows its stderr tail."""
+
+
+async def list_mcp_tools(command: list[str], timeout_s: float = 30.0) -> list[Any]:
+    """The raw tool objects the server lists (paginated ``tools/list`` followed to the end)."""
+    from mcp import ClientSession, StdioServerParameters, types
+    from mcp.client.stdio import stdio_client
+
+    if not command:
+        raise MCPImportError("no MCP server command given")
+    params = StdioServerParameters(command=command[0], args=command[1:])
+    with tempfile.TemporaryFile(mode="w+") as errlog:
+
+        async def run() -> list[Any]:
+            async with (
+                stdio_client(params, errlog=errlog) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                tools: list[Any] = []
+                cursor = None
+                while True:
+                    request = types.PaginatedRequestParams(cursor=cursor) if cursor else None
+                    page = await session.list_tools(params=request)
+                    tools.extend(page.tools)
+                    cursor = getattr(page, "next_cursor", None) or getattr(page, "nextCursor", None)
+                    if not cursor:
+                        return tools
+
+        try:
+            return await asyncio.wait_for(run(), timeout=timeout_s)
+        except TimeoutError as exc:
+            raise MCPImportError(
+                f"MCP server `{shlex.join(command)}` did not answer within {timeout_s:g}s"
+                + _tail(errlog)
+            ) from exc
+        except MCPImportError:
+            raise
+        # Whatever the server did wrong (exit, junk, protocol error) is reported as one error;
+        # the SDK raises it wrapped in exception groups, hence BaseException.
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            reason = _describe(exc)
+            raise MCPImportError(
+                f"MCP server `{shlex.join(command)}` failed: {reason}" + _tail(errlog)
+            ) from exc
+
+
+def import_mcp(command: list[str], timeout_s: float = 30.0) -> ImportReport:
+    """ToolSpecs for every tool of the server; invalid tool schemas are reported, not raised."""
+    tools = asyncio.run(list_mcp_tools(command, timeout_s))
+    report = ImportReport()
+    origin = shlex.join(command)
+    for index, tool in enumerate(tools):
+        schema = getattr(tool, "input_schema", None) or getattr(tool, "inputSchema", None)
+        try:
+            report.specs.append(
+                ToolSpec(
+                    name=tool.name,
+                    description=tool.description or "",
+                    parameters=dict(schema or {"type": "object", "properties": {}}),
+                    side_effect=_side_effect(tool),
+                    provenance=Provenance(source="mcp", origin=origin),
+                )
+            )
+        except ValidationError as exc:
+            reason = "; ".join(e["msg"] for e in exc.errors())
+            report.problems.append(ImportProblem(f"{origin}#{index}", tool.name, reason))
+    return report
+
+
+def _side_effect(tool: Any) -> str:
+    hints = getattr(tool, "annotations", None)
+    if hints is None:
+        return "read"
+    read_only = getattr(hints, "read_only_hint", getattr(hints, "readOnlyHint", None))
+    destructive = getattr(hints, "destructive_hint", getattr(hints, "destructiveHint", None))
+    return "read" if read_only or (read_only is None and destructive is False) else "write"
+
+
+def _describe(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if str(exc) else text
+
+
+def _tail(errlog: Any, lines: int = 5) -> str:
+    errlog.flush()
+    errlog.seek(0)
+    text = errlog.read().strip().splitlines()[-lines:]
+    return ("; server stderr: " + " | ".join(text)) if text else ""
