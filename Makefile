@@ -40,6 +40,7 @@ lint: setup
 bench: setup
 	$(PY) bench/llm_client.py
 	$(PY) bench/critic.py
+	$(PY) bench/tool_registry.py
 
 clean:
 	rm -rf $(VENV) runs

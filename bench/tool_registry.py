@@ -249,6 +249,63 @@ def import_rows(n: int) -> tuple[float, float, int]:
     return n / import_s, n / parse_s, len(repo)
 
 
+def scripted_generator(request: dict) -> str:
+    """Per domain: three new tools, one with an invalid name, one repeat of a shared tool."""
+    import re
+
+    prompt = request["messages"][-1]["content"]
+    category = re.search(r"Category: ([^\n]+?) —", prompt).group(1)  # type: ignore[union-attr]
+    if "Domain:" not in prompt:
+        areas = ["bookings", "payments", "inventory", "maintenance", "analytics", "compliance"]
+        first = sum(map(ord, category)) % len(areas)
+        names = [f"{category} {areas[(first + 3 * n) % len(areas)]}" for n in range(2)]
+        return json.dumps({"domains": [{"name": n, "description": "d"} for n in names]})
+    domain = re.search(r"Domain: ([^\n]+?) —", prompt).group(1)  # type: ignore[union-attr]
+    slug = re.sub(r"\W+", "_", domain).strip("_")
+
+    def tool(name: str, description: str) -> dict:
+        return {
+            "name": name,
+            "description": description,
+            "side_effect": "read",
+            "returns": "ok",
+            "parameters": [
+                {"name": "query", "type": "string", "description": "q", "required": True}
+            ],
+        }
+
+    return json.dumps(
+        {
+            "tools": [
+                tool(f"list_{slug}_records", f"List the records of {domain}."),
+                tool(f"open_{slug}_case", f"Open a new case in {domain}."),
+                tool(f"close_{slug}_case", f"Close a case in {domain}."),
+                tool("bad name!", "invalid"),
+                tool("convert_currency", "Convert an amount between two currencies."),
+            ]
+        }
+    )
+
+
+def evolution_yield(categories: int) -> dict:
+    import asyncio
+
+    from llm import ChatClient
+    from llm.testing import ScriptedEndpoint
+    from tool_registry.evolution import Evolution, EvolveConfig
+
+    async def run(registry: Path) -> dict:
+        config = EvolveConfig(categories=categories, domains_per_category=2, tools_per_domain=5)
+        server = ScriptedEndpoint(scripted_generator, latency_s=0.05)
+        async with server, ChatClient(server.endpoint()) as client:
+            started = time.perf_counter()
+            report = await Evolution(config, client, registry).run()
+            return {**report.model_dump(), "seconds": time.perf_counter() - started}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return asyncio.run(run(Path(tmp) / "tools.jsonl"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -259,6 +316,7 @@ def main() -> None:
     n = 2_000 if args.quick else 10_000
     import_rate, parse_rate, imported = import_rows(n)
     rows = dedup_rows()
+    evo = evolution_yield(3 if args.quick else 10)
     table = Table(title="tool repository" + (" (--quick)" if args.quick else ""))
     for column in ("measure", "value", "side by side", "target"):
         table.add_column(column)
@@ -275,6 +333,14 @@ def main() -> None:
             "120 planted pairs in 280 tools",
             ">= 0.90 both" if "ours" in label else "",
         )
+    per_call = evo["added"] / evo["calls"]
+    table.add_row(
+        "evolution: valid, non-duplicate tools per LLM call",
+        f"{per_call:.2f}",
+        f"{evo['calls']} calls, {evo['proposed']} proposed, {evo['added']} kept, rejected "
+        f"{evo['rejected']}, {evo['seconds']:.1f} s",
+        "",
+    )
     Console(width=140).print(table)
     if args.json:
         print(
@@ -283,6 +349,7 @@ def main() -> None:
                     "import_tools_per_s": round(import_rate, 1),
                     "dedup_precision": round(rows[0][1], 4),
                     "dedup_recall": round(rows[0][2], 4),
+                    "evolution_valid_tools_per_call": round(per_call, 3),
                 }
             )
         )

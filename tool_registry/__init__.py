@@ -1,8 +1,6 @@
-"""The tool repository: ToolSpec, importers (OpenAI tools JSON, function-doc collections,
-MCP servers), persistence, query and sampling. Imports only ``llm``.
-
-Not built yet (see the tool-repository issue): near-duplicate detection, hierarchical
-domain evolution, its benchmark."""
+"""The tool repository: ToolSpec, importers (MCP servers, OpenAI tools JSON, function-doc
+collections), exact and near-duplicate detection, hierarchical domain evolution,
+persistence, query and sampling; ``python -m tool_registry``. Imports only ``llm``."""
 
 from tool_registry.repository import AddResult, ToolRepository
 from tool_registry.spec import Provenance, ToolSpec

@@ -93,6 +93,56 @@ def import_function_docs_command(
 
 
 @app.command()
+def evolve(
+    config: Path | None = typer.Option(
+        None, "--config", help="EvolveConfig YAML (default: built-in)."
+    ),
+    endpoint: str = typer.Option("embedded", help="Endpoint preset of the generator."),
+    registry: Path = REGISTRY,
+    overrides: list[str] = typer.Option([], "--set", help="Override a config field: key=value."),
+) -> None:
+    """Grow the repository by hierarchical domain evolution; rerun to resume."""
+    import asyncio
+
+    from rich.progress import Progress
+
+    from llm import ChatClient, Endpoint, LLMError, get_endpoint
+    from llm.yamlconf import YamlConfigError, apply_overrides, load_yaml_model
+    from tool_registry.evolution import Evolution, EvolveConfig, EvolveReport, load_categories
+
+    try:
+        if config is not None:
+            cfg = load_yaml_model(config, EvolveConfig, overrides)
+        else:
+            cfg = EvolveConfig.model_validate(apply_overrides({}, overrides))
+    except (YamlConfigError, ValueError) as exc:
+        _fail(str(exc))
+    total = len(load_categories(cfg)) * cfg.domains_per_category
+
+    async def run(ep: Endpoint) -> EvolveReport:
+        with Progress(console=console) as progress:
+            task = progress.add_task("domains", total=total)
+            async with ChatClient(ep) as client:
+                evolution = Evolution(
+                    cfg, client, registry, on_domain=lambda _: progress.advance(task)
+                )
+                progress.advance(task, len(evolution.state["done"]))
+                return await evolution.run()
+
+    try:
+        if endpoint == "embedded":
+            from llm.embedded import embedded_endpoint
+
+            with embedded_endpoint() as ep:
+                report = asyncio.run(run(ep))
+        else:
+            report = asyncio.run(run(get_endpoint(endpoint)))
+    except LLMError as exc:
+        _fail(str(exc))
+    print(json.dumps(report.model_dump()))
+
+
+@app.command()
 def stats(
     registry: Path = REGISTRY,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),

@@ -112,3 +112,11 @@ def test_a_crashing_mcp_server_leaves_the_repository_unchanged(tmp_path: Path) -
     )
     assert bad.returncode == 2 and "cannot open the database" in bad.stderr
     assert registry.read_text() == before
+
+
+def test_evolve_rejects_a_bad_config_with_file_line_and_field(tmp_path: Path) -> None:
+    config = tmp_path / "evolve.yaml"
+    config.write_text("domains_per_category: 3\ntools_per_domian: 4\n")
+    result = cli("evolve", "--config", str(config), "--registry", str(tmp_path / "t.jsonl"))
+    assert result.returncode == 2
+    assert f"{config}:2: tools_per_domian: unknown field" in result.stderr
