@@ -1,5 +1,5 @@
 """Environments an agent acts in, behind one interface (``base.Environment``).
 
-Built: executable Python tool sets (``executable``, ``toolsets``: files, bank, calendar).
-Not built yet (see the sandboxes issue): the LLM tool simulator, MCP environments, the
-Docker code sandbox."""
+Built: executable Python tool sets (``executable``, ``toolsets``: files, bank, calendar)
+and the LLM tool simulator (``simulated``). Not built yet (see the sandboxes issue): MCP
+environments and the Docker code sandbox."""
