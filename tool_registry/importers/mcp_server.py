@@ -72,8 +72,12 @@ async def list_mcp_tools(command: list[str], timeout_s: float = 30.0) -> list[An
 def import_mcp(command: list[str], timeout_s: float = 30.0) -> ImportReport:
     """ToolSpecs for every tool of the server; invalid tool schemas are reported, not raised."""
     tools = asyncio.run(list_mcp_tools(command, timeout_s))
+    return import_specs(tools, shlex.join(command))
+
+
+def import_specs(tools: list[Any], origin: str) -> ImportReport:
+    """MCP tool objects (as the SDK lists them) → ToolSpecs with ``origin`` as provenance."""
     report = ImportReport()
-    origin = shlex.join(command)
     for index, tool in enumerate(tools):
         schema = getattr(tool, "input_schema", None) or getattr(tool, "inputSchema", None)
         try:
