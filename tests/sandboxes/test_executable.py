@@ -120,3 +120,18 @@ async def test_each_reset_starts_a_fresh_episode() -> None:
     await env.call(call("write_file", {"path": "/x", "content": "1"}))
     await env.reset()
     assert await env.state() == {"files": {}} and env.records == []
+
+
+async def test_the_docs_example_tool_set_works() -> None:
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "sandboxes.md").read_text()
+    block = re.findall(r"```python\n(.*?)```", doc, re.DOTALL)[1]
+    namespace: dict = {}
+    exec(compile(block, "docs/sandboxes.md", "exec"), namespace)
+    env = ExecutableEnvironment(namespace["Inventory"])
+    await env.reset({"initial_state": {"stock": {"a1": 3}}})
+    assert (await env.call(call("remove", {"sku": "a1", "units": 2}))).content == "1"
+    too_many = await env.call(call("remove", {"sku": "a1", "units": 5}))
+    assert too_many.content == "error: only 1 of a1 in stock"

@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any
 
+import pytest
+
 from llm import ChatClient, FunctionCall, ToolCall
 from llm.testing import ScriptedEndpoint
 from sandboxes.simulated import SimulatedEnvironment
@@ -82,3 +84,13 @@ async def test_failures_are_injected_at_the_configured_rate_and_replay_with_the_
     assert 0.2 <= errors / 200 <= 0.4
     assert first == again and first != other
     assert any("timeout" in c for c in first) and any("rate limited" in c for c in first)
+
+
+@pytest.mark.integration
+async def test_the_simulator_runs_on_the_embedded_endpoint(embedded_server) -> None:
+    async with ChatClient(embedded_server.endpoint()) as client:
+        env = SimulatedEnvironment(TOOLS, client, max_tokens=120)
+        await env.reset({"initial_state": {"cart": []}})
+        reply = await env.call(tc("add_item", {"sku": "pear"}))
+    assert reply.role == "tool" and reply.content
+    assert isinstance(await env.state(), dict) and len(env.records) == 1
