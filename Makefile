@@ -41,6 +41,7 @@ bench: setup
 	$(PY) bench/llm_client.py
 	$(PY) bench/critic.py
 	$(PY) bench/tool_registry.py
+	$(PY) bench/sandbox.py
 
 clean:
 	rm -rf $(VENV) runs

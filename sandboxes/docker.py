@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import queue
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -192,7 +193,7 @@ class DockerSandbox:
         container = self._idle.get()
         try:
             result, healthy = self._run_in(container, files, command)
-            if not healthy or not self._reset(container):
+            if not healthy:
                 container = self._replace(container)
             return result
         except DockerException as exc:
@@ -201,20 +202,40 @@ class DockerSandbox:
         finally:
             self._idle.put(container)
 
+    def run_fresh(self, files: dict[str, str], command: list[str] | str) -> RunResult:
+        """Like :meth:`run` but in a new container, removed afterwards (no pool)."""
+        container = self._start()
+        try:
+            result, _ = self._run_in(container, files, command)
+            return result
+        except DockerException as exc:
+            raise SandboxError(f"sandbox container failed: {exc}") from exc
+        finally:
+            with self._lock:
+                if container in self._all:
+                    self._all.remove(container)
+            with contextlib.suppress(DockerException):
+                container.remove(force=True)
+
     def _run_in(
         self, container: Any, files: dict[str, str], command: list[str] | str
     ) -> tuple[RunResult, bool]:
+        """One ``exec`` does it all: check the container is clean, wipe the work dirs, write
+        the files, run under ``timeout``, print the capped outputs between markers, and
+        finally kill every process of the sandbox user (so nothing outlives the run)."""
         lim = self.limits
         payload = base64.b64encode(json.dumps(files).encode()).decode()
-        setup = container.exec_run(["python3", "-c", _RUNNER, payload], user=USER)
-        if setup.exit_code != 0:
-            raise SandboxError(
-                f"could not write files: {setup.output.decode(errors='replace')[-300:]}"
-            )
         shell = command if isinstance(command, str) else " ".join(_quote(c) for c in command)
+        marker = f"@@summit-{secrets.token_hex(8)}@@"
+        cap = lim.output_bytes + 1
         script = (
-            f"timeout -s KILL {lim.timeout_s:g} sh -c {_quote(shell)} > /tmp/.out 2> /tmp/.err; "
-            "echo $? > /tmp/.rc"
+            "n=$(ls /proc | grep -c '^[0-9]'); "
+            "rm -rf /work/* /work/.[!.]* /tmp/* /tmp/.[!.]* 2>/dev/null; "
+            f"python3 -c {_quote(_RUNNER)} {payload} || exit 99; "
+            f"timeout -s KILL {lim.timeout_s:g} sh -c {_quote(shell)} >/tmp/.out 2>/tmp/.err; "
+            "rc=$?; "
+            f'echo "{marker} $rc $n"; head -c {cap} /tmp/.out; echo "{marker}"; '
+            f"head -c {cap} /tmp/.err; kill -9 -1 2>/dev/null"
         )
         started = time.monotonic()
         outcome: dict[str, Any] = {}
@@ -235,50 +256,35 @@ class DockerSandbox:
             return RunResult(137, "", "", True, False, duration, False), False
         if "error" in outcome:
             raise outcome["error"]
-        rc_text = self._read(container, "/tmp/.rc", 16).strip()
-        exit_code = int(rc_text) if rc_text.lstrip("-").isdigit() else 137
-        stdout, out_cut = self._read_capped(container, "/tmp/.out")
-        stderr, err_cut = self._read_capped(container, "/tmp/.err")
-        timed_out = exit_code == 137 and duration >= lim.timeout_s - 0.5
-        container.reload()
-        oom = bool(container.attrs.get("State", {}).get("OOMKilled")) or (
-            exit_code == 137 and not timed_out
+        output = outcome["exec"].output.decode(errors="replace")
+        head, sep, rest = output.partition(marker + " ")
+        if not sep:  # nothing came back: the program left no room to report (a fork bomb)
+            timed_out = duration >= lim.timeout_s - 0.5
+            note = "sandbox: the program exhausted the container; no output could be read"
+            return RunResult(137, "", note, timed_out, False, duration, False), False
+        status, _, rest = rest.partition("\n")
+        code_text, _, procs = status.partition(" ")
+        if code_text.strip() == "99":
+            raise SandboxError(f"could not write files: {head[-300:]}")
+        stdout, _, stderr = rest.partition(marker + "\n")
+        exit_code = int(code_text) if code_text.lstrip("-").isdigit() else 137
+        truncated = (
+            len(stdout.encode()) > lim.output_bytes or len(stderr.encode()) > lim.output_bytes
         )
-        healthy = container.status == "running"
+        stdout, stderr = _cap(stdout, lim.output_bytes), _cap(stderr, lim.output_bytes)
+        timed_out = exit_code == 137 and duration >= lim.timeout_s - 0.5
+        oom = False
+        if exit_code == 137 and not timed_out:
+            container.reload()
+            oom = True
+        clean_before = procs.strip().isdigit() and int(procs) <= 4  # sleep, sh, ls, grep
         return RunResult(
-            exit_code, stdout, stderr, timed_out, oom, duration, out_cut or err_cut
-        ), healthy
+            exit_code, stdout, stderr, timed_out, oom, duration, truncated
+        ), clean_before
 
-    def _read(self, container: Any, path: str, limit: int) -> str:
-        result = container.exec_run(["head", "-c", str(limit), path], user=USER)
-        return result.output.decode(errors="replace") if result.exit_code == 0 else ""
 
-    def _read_capped(self, container: Any, path: str) -> tuple[str, bool]:
-        limit = self.limits.output_bytes
-        text = self._read(container, path, limit + 1)
-        return text[:limit], len(text.encode()) > limit
-
-    def _reset(self, container: Any) -> bool:
-        """Kill the user's stray processes and wipe /work and /tmp; False if that failed
-        (for example a fork bomb left no process slot), and the caller replaces it."""
-        try:
-            container.exec_run(["kill", "-9", "-1"], user=USER)
-            wiped = container.exec_run(
-                [
-                    "sh",
-                    "-c",
-                    "rm -rf /work/* /work/.[!.]* /tmp/* /tmp/.[!.]* 2>/dev/null; "
-                    'test -z "$(ls -A /work /tmp)"',
-                ],
-                user=USER,
-            )
-            procs = container.exec_run(["ls", "/proc"], user=USER)
-        except DockerException:
-            return False
-        if wiped.exit_code != 0 or procs.exit_code != 0:
-            return False
-        pids = [p for p in procs.output.decode().split() if p.isdigit()]
-        return len(pids) <= 2  # `sleep infinity` and this `ls`
+def _cap(text: str, limit: int) -> str:
+    return text.encode()[:limit].decode(errors="ignore")
 
 
 def _quote(text: str) -> str:

