@@ -1,0 +1,186 @@
+"""The dataset contract: what the synthesis pipeline writes and what ``rl`` and SFT read.
+
+These pydantic models are the only part of ``synth`` that other packages may import (the
+dependency rule lets ``rl`` read tasks from here, never the Ray pipeline). Records are
+stored as rows of parquet shards; nested structures that vary from row to row (messages,
+tool schemas, states) are JSON-encoded strings in the row and decoded by these models, so
+every shard has the same flat columns — except ``messages`` and ``tools``, which the
+accepted split keeps as native lists in OpenAI format because TRL's SFTTrainer reads
+them directly.
+
+Ids are content hashes of what defines the item and the run seed, so a resubmitted run
+derives exactly the same ids and can skip what is already written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rubrics import Rubric
+from tool_registry import ToolSpec
+
+EnvironmentKind = Literal["simulated", "executable", "mcp", "docker"]
+Difficulty = Literal["single", "multi_step", "clarify"]
+Outcome = Literal["accepted", "rejected"]
+
+
+def stable_id(prefix: str, *parts: Any) -> str:
+    """``prefix-<12 hex>`` from the JSON of ``parts``: the same inputs give the same id."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return f"{prefix}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+class AgentSpec(BaseModel):
+    """An agent: a system prompt, a persona and a coherent subset of tools."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    domain: str
+    """The domain its tools come from (a tool-repository category or a tool set name)."""
+    environment: EnvironmentKind
+    """Where its tool calls land."""
+    system_prompt: str
+    persona: str
+    """Who the agent is, in one line (style and role)."""
+    tools: list[ToolSpec]
+    toolset: str | None = None
+    """For executable environments: the tool set's name (``sandboxes.toolsets.TOOLSETS``)."""
+    mcp_command: list[str] | None = None
+    """For MCP environments: the server command line."""
+
+    def openai_tools(self) -> list[dict[str, Any]]:
+        return [t.to_openai() for t in self.tools]
+
+
+class Checks(BaseModel):
+    """What can be verified without an LLM; when present it overrides the judge."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    expected_state: dict[str, Any] | None = None
+    """Keys that must hold in the environment's final state (``sandboxes.state_matches``)."""
+    tests: str | None = None
+    """Python tests (asserts or a ``check(candidate)`` function) for a code answer."""
+    entry_point: str | None = None
+    """The function the tests call, for code tasks."""
+
+
+class TaskSpec(BaseModel):
+    """One task for one agent: the user's goal, its rubric and where it runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    agent_id: str
+    domain: str
+    difficulty: Difficulty
+    environment: EnvironmentKind
+    user_goal: str
+    """What the simulated user wants, in their words."""
+    user_persona: str = "a busy professional who writes short messages"
+    hidden_info: dict[str, str] = Field(default_factory=dict)
+    """Facts the user knows but reveals only when the agent asks for them."""
+    initial_state: dict[str, Any] = Field(default_factory=dict)
+    rubric: Rubric
+    """The task rubric (kind ``task``): success criteria, expected tool use, checkpoints."""
+    expected_tools: list[str] = Field(default_factory=list)
+    checks: Checks = Field(default_factory=Checks)
+
+    def prompt(self) -> str:
+        """The task as one prompt string (RL prompt datasets, the judge's prompt)."""
+        return self.user_goal
+
+
+class Trajectory(BaseModel):
+    """One roll-out: every message and tool result, the final state, usage per role."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str
+    agent_id: str
+    messages: list[dict[str, Any]]
+    """OpenAI chat messages, system prompt first, tool calls and tool results included."""
+    tools: list[dict[str, Any]]
+    """OpenAI tool definitions the agent was given."""
+    final_state: dict[str, Any] = Field(default_factory=dict)
+    turns: int = 0
+    """User turns."""
+    tool_calls: int = 0
+    tool_errors: int = 0
+    stop_reason: str = ""
+    """``user_satisfied``, ``user_stuck``, ``max_turns``, ``max_tool_calls`` or ``error: ...``."""
+    usage: dict[str, dict[str, float]] = Field(default_factory=dict)
+    """Per role (agent, user, tool_simulator, judge): tokens and cost."""
+
+
+class Record(BaseModel):
+    """A finished task: accepted or rejected with a reason. One row of the dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str
+    agent_id: str
+    domain: str
+    environment: EnvironmentKind
+    difficulty: Difficulty
+    outcome: Outcome
+    reason: str = ""
+    """Why it was rejected (``judge_failed``, ``state_mismatch``, ``tests_failed``,
+    ``rollout_error``, ``judge_error``); empty when accepted."""
+    detail: str = ""
+    score: float | None = None
+    """The judge's overall score (0..1); None when the judge did not run."""
+    verified: bool | None = None
+    """Result of the verifiable check, where the task has one."""
+    verdict: dict[str, Any] | None = None
+    trajectory: Trajectory | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        """The parquet row: OpenAI ``messages``/``tools`` columns plus flat metadata."""
+        t = self.trajectory
+        return {
+            "id": self.task_id,
+            "agent_id": self.agent_id,
+            "domain": self.domain,
+            "environment": self.environment,
+            "difficulty": self.difficulty,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "detail": self.detail,
+            "score": self.score,
+            "verified": self.verified,
+            "messages": [_wire(m) for m in t.messages] if t else [],
+            "tools": json.dumps(t.tools if t else []),
+            "verdict": json.dumps(self.verdict) if self.verdict is not None else None,
+            "trajectory_meta": json.dumps(
+                t.model_dump(exclude={"messages", "tools"}) if t else None
+            ),
+        }
+
+
+def _wire(message: dict[str, Any]) -> dict[str, Any]:
+    """Fixed keys in every message so parquet infers one struct type for the column."""
+    calls = message.get("tool_calls") or []
+    return {
+        "role": message.get("role", ""),
+        "content": message.get("content") if isinstance(message.get("content"), str) else "",
+        "tool_calls": [
+            {
+                "id": c.get("id", ""),
+                "type": "function",
+                "function": {
+                    "name": c["function"]["name"],
+                    "arguments": c["function"].get("arguments", "{}"),
+                },
+            }
+            for c in calls
+        ]
+        or None,
+        "tool_call_id": message.get("tool_call_id"),
+    }
