@@ -6,13 +6,10 @@ CI=true (CI must exercise it). The image is built on first use (about a minute).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 
 import pytest
-
-from sandboxes.base import SandboxError
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 3.0
@@ -20,18 +17,11 @@ MARGIN = 8.0
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[object]:
-    try:
-        from sandboxes.docker import DockerSandbox, Limits, build_image, image_exists
+def sandbox(sandbox_image: str) -> Iterator[object]:
+    from sandboxes.docker import DockerSandbox, Limits
 
-        if not image_exists():
-            build_image()
-        box = DockerSandbox(pool_size=1, limits=Limits(timeout_s=TIMEOUT, memory_mb=128, pids=32))
-    except SandboxError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Docker sandbox unavailable in CI: {exc}")
-        pytest.skip(f"no Docker sandbox here: {exc}")
-    with box:
+    limits = Limits(timeout_s=TIMEOUT, memory_mb=128, pids=32)
+    with DockerSandbox(sandbox_image, pool_size=1, limits=limits) as box:
         yield box
 
 
