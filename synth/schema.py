@@ -140,6 +140,9 @@ class Record(BaseModel):
     """Result of the verifiable check, where the task has one."""
     verdict: dict[str, Any] | None = None
     trajectory: Trajectory | None = None
+    usage: dict[str, dict[str, float]] = Field(default_factory=dict)
+    """Tokens and cost per role spent while this record was made (agent, user,
+    tool_simulator, judge); summed over the dataset they give the run's usage."""
 
     def to_row(self) -> dict[str, Any]:
         """The parquet row: OpenAI ``messages``/``tools`` columns plus flat metadata."""
@@ -158,6 +161,7 @@ class Record(BaseModel):
             "messages": [_wire(m) for m in t.messages] if t else [],
             "tools": json.dumps(t.tools if t else []),
             "verdict": json.dumps(self.verdict) if self.verdict is not None else None,
+            "usage": json.dumps(self.usage),
             "trajectory_meta": json.dumps(
                 t.model_dump(exclude={"messages", "tools"}) if t else None
             ),

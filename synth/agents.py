@@ -1,0 +1,133 @@
+"""The agents stage: many distinct agents, each a system prompt, a persona and tools.
+
+:func:`plan_agents` is pure and seeded: it splits the agent count over the environment
+kinds by the configured shares and gives each agent a coherent tool subset (one domain of
+the repository for simulated agents; a whole tool set, an MCP server's tools or the
+``run_python`` tool otherwise) and a persona. :func:`write_agent` asks the generator
+model for the system prompt; when that call fails the agent keeps a templated prompt, so
+one bad answer never loses an agent (the fallback is counted).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+from pydantic import BaseModel, Field
+
+from llm import ChatClient, LLMError, Message
+from synth.config import EnvironmentMix, SynthConfig
+from synth.schema import AgentSpec, EnvironmentKind, stable_id
+from synth.templates import personas, render
+from tool_registry import ToolRepository, ToolSpec
+
+log = logging.getLogger(__name__)
+KINDS: tuple[EnvironmentKind, ...] = ("simulated", "executable", "mcp", "docker")
+
+
+class AgentDraft(BaseModel):
+    name: str = Field(min_length=1, max_length=60)
+    system_prompt: str = Field(min_length=20, max_length=2000)
+
+
+@dataclass(frozen=True)
+class ToolSource:
+    """Where agents' tools come from: the repository, tool sets, MCP servers, code."""
+
+    repository: ToolRepository
+    toolsets: dict[str, list[ToolSpec]]
+    mcp: dict[str, tuple[list[str], list[ToolSpec]]]
+    code_tools: list[ToolSpec]
+
+
+def allocate(
+    count: int, mix: EnvironmentMix, available: set[EnvironmentKind]
+) -> list[EnvironmentKind]:
+    """``count`` environment kinds in proportion to the shares (largest remainder),
+    interleaved so that any prefix of the list is itself mixed."""
+    shares = {k: getattr(mix, k) for k in KINDS if k in available and getattr(mix, k) > 0}
+    if not shares:
+        raise ValueError("no environment kind has both a share > 0 and tools to use")
+    total = sum(shares.values())
+    exact = {k: count * v / total for k, v in shares.items()}
+    counts = {k: int(v) for k, v in exact.items()}
+    for k in sorted(exact, key=lambda k: exact[k] - counts[k], reverse=True):
+        if sum(counts.values()) >= count:
+            break
+        counts[k] += 1
+    order: list[EnvironmentKind] = []
+    while len(order) < count:
+        for k in KINDS:
+            if counts.get(k, 0) > 0:
+                order.append(k)
+                counts[k] -= 1
+    return order
+
+
+def plan_agents(config: SynthConfig, source: ToolSource) -> list[AgentSpec]:
+    """The agents with their tools and personas, system prompts still templated."""
+    rng = random.Random(f"agents:{config.seed}")
+    available: set[EnvironmentKind] = {"docker"} if source.code_tools else set()
+    if len(source.repository):
+        available.add("simulated")
+    if source.toolsets:
+        available.add("executable")
+    if source.mcp:
+        available.add("mcp")
+    kinds = allocate(config.agents.count, config.environment_mix, available)
+    domains = sorted({t.domain for t in source.repository})
+    rng.shuffle(domains)
+    agents = []
+    for index, kind in enumerate(kinds):
+        toolset = server = None
+        if kind == "simulated":
+            k = rng.randint(config.agents.tools_min, config.agents.tools_max)
+            tools = source.repository.sample(k, rng, domain=domains[index % len(domains)])
+            domain = tools[0].domain or tools[0].category
+        elif kind == "executable":
+            toolset = sorted(source.toolsets)[index % len(source.toolsets)]
+            tools, domain = source.toolsets[toolset], toolset
+        elif kind == "mcp":
+            server = sorted(source.mcp)[index % len(source.mcp)]
+            tools, domain = source.mcp[server][1], server
+        else:
+            tools, domain = source.code_tools, "python"
+        persona = rng.choice(personas()["agents"])
+        agent_id = stable_id("agent", config.seed, index, kind, [t.id for t in tools], persona)
+        agents.append(
+            AgentSpec(
+                id=agent_id,
+                name=f"{domain} assistant",
+                domain=domain,
+                environment=kind,
+                system_prompt=fallback_prompt(domain, persona, tools),
+                persona=persona,
+                tools=tools,
+                toolset=toolset,
+                mcp_command=source.mcp[server][0] if server else None,
+            )
+        )
+    return agents
+
+
+def fallback_prompt(domain: str, persona: str, tools: list[ToolSpec]) -> str:
+    names = ", ".join(t.name for t in tools)
+    return (
+        f"You are {persona}, serving users in the {domain} domain. Your tools: {names}. "
+        "Look things up with the tools before answering, never invent tool results, and "
+        "ask the user when information you need is missing."
+    )
+
+
+async def write_agent(agent: AgentSpec, client: ChatClient, seed: int) -> tuple[AgentSpec, bool]:
+    """The agent with a generated name and system prompt; ``False`` when the fallback stayed."""
+    prompt = render("agent", domain=agent.domain, persona=agent.persona, tools=agent.tools)
+    try:
+        draft = await client.complete_json(
+            [Message(role="user", content=prompt)], AgentDraft, seed=seed, max_tokens=400
+        )
+    except LLMError as exc:
+        log.warning("agent %s keeps its templated prompt: %s", agent.id, exc)
+        return agent, False
+    return agent.model_copy(update={"name": draft.name, "system_prompt": draft.system_prompt}), True

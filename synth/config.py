@@ -1,0 +1,188 @@
+"""``SynthConfig``: the one config model of ``python -m synth run CONFIG``.
+
+Loaded from YAML with ``llm.yamlconf`` (errors name file, line and field; ``--set a.b=c``
+overrides), and written back resolved into the output directory as ``config.yaml``. Its
+hash (of the fields that change what is produced) keys the run: resuming into a directory
+written under a different config is refused rather than mixing two datasets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from llm import Endpoint, get_endpoint
+from llm.yamlconf import load_yaml_model
+from synth.schema import Difficulty
+from tool_registry.evolution import EvolveConfig
+
+Role = Literal["generator", "agent", "user", "tool_simulator", "judge"]
+ROLES: tuple[Role, ...] = ("generator", "agent", "user", "tool_simulator", "judge")
+DIFFICULTIES: tuple[Difficulty, ...] = ("single", "multi_step", "clarify")
+STARTER_TOOLS = Path(__file__).resolve().parent / "data" / "starter_tools.jsonl"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RoleEndpoint(_Strict):
+    """Which endpoint plays one role."""
+
+    preset: str = "embedded"
+    """A preset of ``configs/endpoints.yaml`` (``embedded``, ``kimi-k2``, ``vllm``, ...)."""
+    model: str | None = None
+    """Model name or named variant (``thinking``); default: the preset's model."""
+    max_concurrency: int | None = Field(default=None, ge=1)
+    """Requests in flight to this endpoint across all actors together; default: the preset's."""
+
+
+class Endpoints(_Strict):
+    """One endpoint per role (the same preset may serve several roles)."""
+
+    generator: RoleEndpoint = Field(default_factory=RoleEndpoint)
+    """Writes agents' system prompts, tasks and (with ``tools.evolve``) new tools."""
+    agent: RoleEndpoint = Field(default_factory=RoleEndpoint)
+    """The agent whose trajectories become the dataset."""
+    user: RoleEndpoint = Field(default_factory=RoleEndpoint)
+    """The simulated user."""
+    tool_simulator: RoleEndpoint = Field(default_factory=RoleEndpoint)
+    """Plays the tools of simulated environments."""
+    judge: RoleEndpoint = Field(default_factory=RoleEndpoint)
+    """Scores trajectories against their rubrics."""
+
+
+class McpServer(_Strict):
+    """A real MCP server (stdio) whose tools become MCP-environment agents."""
+
+    name: str
+    command: list[str] = Field(min_length=1)
+    """Command line that starts the server, e.g. ``[python, -m, mcp_server_time]``."""
+
+
+class ToolsConfig(_Strict):
+    repository: Path | None = STARTER_TOOLS
+    """Tool repository (JSONL of ToolSpecs) for simulated agents; default: the starter set."""
+    evolve: EvolveConfig | None = None
+    """Grow more tools by hierarchical domain evolution with the generator endpoint."""
+    mcp_servers: list[McpServer] = Field(default_factory=list)
+    """Servers for MCP-environment agents (needed when ``environment_mix.mcp`` > 0)."""
+
+
+class EnvironmentMix(_Strict):
+    """Shares of agents (and so of tasks) per environment kind; normalised to sum to 1."""
+
+    simulated: float = Field(default=0.6, ge=0)
+    """The LLM tool simulator over repository tools (breadth)."""
+    executable: float = Field(default=0.3, ge=0)
+    """Real Python tool sets with expected final states (ground truth)."""
+    mcp: float = Field(default=0.0, ge=0)
+    """Real MCP servers from ``tools.mcp_servers``."""
+    docker: float = Field(default=0.1, ge=0)
+    """Coding tasks whose acceptance is decided by running tests in the Docker sandbox."""
+
+    @model_validator(mode="after")
+    def _some(self) -> EnvironmentMix:
+        if self.simulated + self.executable + self.mcp + self.docker <= 0:
+            raise ValueError("at least one environment share must be > 0")
+        return self
+
+
+class AgentsConfig(_Strict):
+    count: int = Field(default=8, ge=1)
+    """Agents to create; each gets a system prompt, a persona and a tool subset."""
+    tools_min: int = Field(default=2, ge=1)
+    tools_max: int = Field(default=4, ge=1)
+    """Tools per simulated agent, drawn from one domain (topped up from its category)."""
+
+
+class TasksConfig(_Strict):
+    per_agent: int = Field(default=3, ge=1)
+    """Tasks per agent, spread over the difficulties in order."""
+    difficulties: list[Difficulty] = Field(default_factory=lambda: list(DIFFICULTIES), min_length=1)
+    """single call → multi-step with dependencies → needs clarification from the user."""
+
+
+class RolloutConfig(_Strict):
+    max_turns: int = Field(default=4, ge=1)
+    """User turns per trajectory."""
+    max_tool_calls: int = Field(default=8, ge=0)
+    """Tool calls per trajectory; the roll-out stops when they run out."""
+    max_tokens: int = Field(default=512, ge=16)
+    """Per agent reply."""
+    first_tool_choice: Literal["auto", "required"] = "auto"
+    """``required`` forces a tool call on the agent's first reply (helps very small models)."""
+    failure_rates: dict[str, float] = Field(default_factory=dict)
+    """Injected failure rates of the tool simulator (timeout, not_found, ..., partial)."""
+
+
+class JudgeConfig(_Strict):
+    rubrics: list[str] = Field(default_factory=lambda: ["trajectory"])
+    """Rubrics judged besides each task's own rubric."""
+    threshold: float | None = Field(default=None, ge=0, le=1)
+    """Overall score needed to accept; default: the strictest rubric's pass threshold."""
+    samples: int = Field(default=1, ge=1)
+    """Judge samples averaged per trajectory."""
+    max_tokens: int = Field(default=1024, ge=64)
+
+
+class RayConfig(_Strict):
+    address: str | None = None
+    """Cluster to join; default: the job's cluster under ``ray job submit``, else a local
+    one bound to 127.0.0.1."""
+    actors: int = Field(default=2, ge=1)
+    """Roll-out actors."""
+    tasks_per_actor: int = Field(default=8, ge=1)
+    """Tasks each actor works on at once (async, inside the actor)."""
+    num_cpus: int | None = Field(default=None, ge=1)
+    """CPUs of the local cluster (local runs only)."""
+
+
+class SynthConfig(_Strict):
+    """``python -m synth run CONFIG``: one synthesis job."""
+
+    name: str = "synth"
+    output_dir: Path = Path("runs/synth")
+    """Where the dataset, the manifest and the report go; a rerun resumes here."""
+    seed: int = 0
+    """Run seed: ids, samples and every model call's seed derive from it."""
+    endpoints: Endpoints = Field(default_factory=Endpoints)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    environment_mix: EnvironmentMix = Field(default_factory=EnvironmentMix)
+    agents: AgentsConfig = Field(default_factory=AgentsConfig)
+    tasks: TasksConfig = Field(default_factory=TasksConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    shard_size: int = Field(default=64, ge=1)
+    """Records per parquet shard (a shard is written whole or not at all)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SynthConfig:
+        if self.agents.tools_min > self.agents.tools_max:
+            raise ValueError("agents.tools_min must be <= agents.tools_max")
+        if self.environment_mix.mcp > 0 and not self.tools.mcp_servers:
+            raise ValueError("environment_mix.mcp > 0 needs tools.mcp_servers")
+        return self
+
+    def content_hash(self) -> str:
+        """Hash of what decides the dataset (not where it goes or how fast)."""
+        data = self.model_dump(mode="json", exclude={"output_dir", "ray", "name"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def endpoint(self, role: Role) -> Endpoint:
+        """The resolved endpoint of ``role`` (API keys read from the environment here)."""
+        chosen: RoleEndpoint = getattr(self.endpoints, role)
+        if chosen.max_concurrency:
+            return get_endpoint(
+                chosen.preset, model=chosen.model, max_concurrency=chosen.max_concurrency
+            )
+        return get_endpoint(chosen.preset, model=chosen.model)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> SynthConfig:
+    return load_yaml_model(path, SynthConfig, overrides)

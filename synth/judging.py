@@ -1,0 +1,118 @@
+"""The judge stage: a finished trajectory becomes an accepted or rejected :class:`Record`.
+
+Order of authority: a roll-out that ended in an error is rejected as such; a task with a
+verifiable check (expected final state, unit tests) is decided by the check alone — the
+LLM judge cannot overrule ground truth; every other task is judged by the rubrics judge
+against the task's own rubric plus the configured ones (``trajectory`` by default). A
+judge that fails is a rejection with reason ``judge_error``, never a silent score.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import cache
+
+from llm import ChatClient
+from rubrics import JudgeError, RubricSet, judge, library
+from sandboxes.code import extract_code, run_python_tests
+from sandboxes.docker import DockerSandbox
+from sandboxes.executable import state_matches
+from synth.schema import Record, TaskSpec, Trajectory
+
+
+@cache
+def _library() -> RubricSet:
+    return library()
+
+
+def _record(task: TaskSpec, trajectory: Trajectory, **fields: object) -> Record:
+    return Record(
+        task_id=task.id,
+        agent_id=task.agent_id,
+        domain=task.domain,
+        environment=task.environment,
+        difficulty=task.difficulty,
+        trajectory=trajectory,
+        **fields,
+    )
+
+
+def final_code(trajectory: Trajectory) -> str:
+    """The agent's answer code: its last reply with code, else the last code it ran."""
+    for message in reversed(trajectory.messages):
+        if message.get("role") == "assistant" and "def " in str(message.get("content") or ""):
+            return extract_code(str(message["content"]))
+    return str(trajectory.final_state.get("last_code") or "")
+
+
+async def decide(
+    task: TaskSpec,
+    trajectory: Trajectory,
+    client: ChatClient,
+    *,
+    rubrics: list[str],
+    threshold: float | None = None,
+    samples: int = 1,
+    max_tokens: int = 1024,
+    box: DockerSandbox | None = None,
+) -> Record:
+    """Accept or reject ``trajectory``; see the module docstring for who decides."""
+    if trajectory.stop_reason.startswith("error"):
+        return _record(
+            task,
+            trajectory,
+            outcome="rejected",
+            reason="rollout_error",
+            detail=trajectory.stop_reason,
+        )
+    checks = task.checks
+    if checks.expected_state is not None:
+        problems = state_matches(trajectory.final_state, checks.expected_state)
+        return _record(
+            task,
+            trajectory,
+            outcome="rejected" if problems else "accepted",
+            reason="state_mismatch" if problems else "",
+            detail="; ".join(problems)[:500],
+            verified=not problems,
+        )
+    if checks.tests is not None:
+        if box is None:
+            raise ValueError("a task with tests needs a Docker sandbox")
+        run = await asyncio.to_thread(
+            run_python_tests, box, final_code(trajectory), checks.tests, checks.entry_point
+        )
+        return _record(
+            task,
+            trajectory,
+            outcome="accepted" if run.ok else "rejected",
+            reason="" if run.ok else "tests_failed",
+            detail=run.stderr[-500:],
+            verified=run.ok,
+        )
+    rubric_set = RubricSet({**_library().rubrics, task.rubric.id: task.rubric})
+    try:
+        verdict = await judge(
+            task.prompt(),
+            trajectory.messages,
+            [task.rubric.id, *rubrics],
+            client,
+            rubric_set=rubric_set,
+            threshold=threshold,
+            samples=samples,
+            max_tokens=max_tokens,
+        )
+    except JudgeError as exc:
+        return _record(
+            task, trajectory, outcome="rejected", reason="judge_error", detail=str(exc)[:500]
+        )
+    detail = ", ".join(verdict.failed_gates) or f"score {verdict.overall:.2f} < {verdict.threshold}"
+    return _record(
+        task,
+        trajectory,
+        outcome="accepted" if verdict.passed else "rejected",
+        reason="" if verdict.passed else "judge_failed",
+        detail="" if verdict.passed else detail,
+        score=verdict.overall,
+        verdict=verdict.model_dump(mode="json"),
+    )

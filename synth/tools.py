@@ -1,0 +1,66 @@
+"""The tools stage: the repository (optionally evolved), tool sets, MCP servers, code.
+
+Loads the configured repository, grows it by hierarchical domain evolution when
+``tools.evolve`` is set (resumable: evolution keeps its own state file beside
+``OUT/tools.jsonl``), lists the tools of each configured MCP server, and adds the
+executable tool sets and the ``run_python`` tool. The result is saved as
+``OUT/tools.jsonl`` so the run records exactly which tools its agents could use.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from pathlib import Path
+
+from llm import ChatClient
+from sandboxes.executable import ToolSet
+from sandboxes.toolsets import TOOLSETS
+from synth.agents import ToolSource
+from synth.config import SynthConfig
+from tool_registry import ToolRepository, ToolSpec
+from tool_registry.evolution import Evolution
+from tool_registry.importers.mcp_server import import_specs, list_mcp_tools
+
+log = logging.getLogger(__name__)
+
+
+class TaskError(Exception):
+    """A stage could not produce what the run needs (no tools, a dead MCP server)."""
+
+
+async def build_tools(config: SynthConfig, out: Path, generator: ChatClient | None) -> ToolSource:
+    registry = out / "tools.jsonl"
+    if not registry.exists():
+        base = ToolRepository.load(config.tools.repository) if config.tools.repository else None
+        if config.tools.repository and not Path(config.tools.repository).exists():
+            raise TaskError(f"tools.repository: no such file: {config.tools.repository}")
+        (base or ToolRepository()).save(registry)
+    if config.tools.evolve is not None:
+        if generator is None:
+            raise TaskError("tools.evolve needs the generator endpoint")
+        report = await Evolution(config.tools.evolve, generator, registry).run()
+        log.info("evolution: %s", report.model_dump())
+    repository = ToolRepository.load(registry)
+    mcp: dict[str, tuple[list[str], list[ToolSpec]]] = {}
+    if config.environment_mix.mcp > 0:
+        for server in config.tools.mcp_servers:
+            try:
+                listed = await list_mcp_tools(server.command)
+            except Exception as exc:
+                raise TaskError(f"MCP server {server.name!r} failed: {exc}") from exc
+            specs = import_specs(listed, shlex.join(server.command)).specs
+            mcp[server.name] = (server.command, specs)
+    toolsets: dict[str, list[ToolSpec]] = {}
+    if config.environment_mix.executable > 0:
+        toolsets = {name: _specs(cls, name) for name, cls in TOOLSETS.items()}
+    code: list[ToolSpec] = []
+    if config.environment_mix.docker > 0:
+        from sandboxes.code_env import RUN_PYTHON
+
+        code = [RUN_PYTHON]
+    return ToolSource(repository=repository, toolsets=toolsets, mcp=mcp, code_tools=code)
+
+
+def _specs(cls: type[ToolSet], name: str) -> list[ToolSpec]:
+    return [s.model_copy(update={"category": "executable", "domain": name}) for s in cls.specs()]

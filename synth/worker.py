@@ -1,0 +1,134 @@
+"""What one synthesis worker does, without Ray: the stages for one agent or one task.
+
+A :class:`Worker` holds one client per role and (lazily) a Docker sandbox pool, and runs
+the pure stages: write an agent's system prompt, write an agent's tasks, play a task and
+judge it. The Ray actor in :mod:`synth.pipeline` is a thin shell around it, so everything
+here runs in a plain test. Each result carries the tokens and cost its work spent per
+role (meter deltas), so usage survives restarts and resumes with the records themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from llm import ChatClient, Endpoint
+from sandboxes.base import Environment
+from sandboxes.executable import ExecutableEnvironment
+from sandboxes.mcp_env import MCPEnvironment
+from sandboxes.simulated import SimulatedEnvironment
+from sandboxes.toolsets import TOOLSETS
+from synth.agents import write_agent
+from synth.rollout import Limits, roll_out
+from synth.schema import AgentSpec, Difficulty, Record, TaskSpec
+from synth.tasks import make_tasks
+from synth.user import UserSimulator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What a worker needs besides endpoints (plain data: it travels to Ray actors)."""
+
+    seed: int = 0
+    limits: Limits = field(default_factory=Limits)
+    failure_rates: dict[str, float] = field(default_factory=dict)
+    judge_rubrics: tuple[str, ...] = ("trajectory",)
+    judge_threshold: float | None = None
+    judge_samples: int = 1
+    judge_max_tokens: int = 1024
+    tasks_per_agent: int = 3
+    difficulties: tuple[Difficulty, ...] = ("single", "multi_step", "clarify")
+    sandbox_pool: int = 2
+
+
+class Worker:
+    def __init__(self, endpoints: dict[str, Endpoint], settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.clients = {role: ChatClient(endpoint) for role, endpoint in endpoints.items()}
+        self._reported: dict[str, dict[str, float]] = {}
+        self._box: Any = None
+
+    async def aclose(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
+        if self._box is not None:
+            self._box.close()
+
+    # ------------------------------------------------------------------ stages
+    async def write_agent(self, agent: AgentSpec) -> tuple[AgentSpec, bool, dict[str, Any]]:
+        seed = int(agent.id.split("-")[-1], 16) % 2**31
+        written, ok = await write_agent(agent, self.clients["generator"], seed)
+        return written, ok, self.usage_delta()
+
+    async def make_tasks(self, agent: AgentSpec) -> tuple[list[TaskSpec], list[str], dict]:
+        tasks, failures = await make_tasks(
+            agent,
+            self.settings.tasks_per_agent,
+            list(self.settings.difficulties),
+            self.clients["generator"],
+            self.settings.seed,
+        )
+        return tasks, failures, self.usage_delta()
+
+    async def run_task(self, task: TaskSpec, agent: AgentSpec) -> Record:
+        """Play ``task`` and judge it; always a record (failures are rejections)."""
+        from synth.judging import decide
+
+        seed = int(task.id.split("-")[-1], 16) % 2**31
+        env = self.environment(agent, seed)
+        user = UserSimulator(task, self.clients["user"], seed=seed)
+        trajectory = await roll_out(
+            task, agent, env, self.clients["agent"], user, self.settings.limits, seed
+        )
+        record = await decide(
+            task,
+            trajectory,
+            self.clients["judge"],
+            rubrics=list(self.settings.judge_rubrics),
+            threshold=self.settings.judge_threshold,
+            samples=self.settings.judge_samples,
+            max_tokens=self.settings.judge_max_tokens,
+            box=self.sandbox() if task.checks.tests is not None else None,
+        )
+        return record.model_copy(update={"usage": self.usage_delta()})
+
+    # ----------------------------------------------------------------- helpers
+    def environment(self, agent: AgentSpec, seed: int) -> Environment:
+        if agent.environment == "executable":
+            if agent.toolset not in TOOLSETS:
+                raise ValueError(f"agent {agent.id}: unknown tool set {agent.toolset!r}")
+            return ExecutableEnvironment(TOOLSETS[agent.toolset])
+        if agent.environment == "mcp":
+            return MCPEnvironment(list(agent.mcp_command or []))
+        if agent.environment == "docker":
+            from sandboxes.code_env import CodeEnvironment
+
+            return CodeEnvironment(self.sandbox())
+        return SimulatedEnvironment(
+            agent.tools,
+            self.clients["tool_simulator"],
+            failure_rates=self.settings.failure_rates,
+            seed=seed,
+        )
+
+    def sandbox(self) -> Any:
+        if self._box is None:
+            from sandboxes.docker import DockerSandbox
+
+            self._box = DockerSandbox(pool_size=self.settings.sandbox_pool)
+        return self._box
+
+    def usage_delta(self) -> dict[str, dict[str, float]]:
+        """Per role: what the meters counted since the last call (for the next result)."""
+        delta: dict[str, dict[str, float]] = {}
+        for role, client in self.clients.items():
+            now = {k: float(v) for k, v in client.usage.as_dict().items()}
+            before = self._reported.get(role, {})
+            change = {k: v - before.get(k, 0.0) for k, v in now.items()}
+            self._reported[role] = now
+            if any(change.values()):
+                delta[role] = change
+        return delta
