@@ -172,6 +172,10 @@ class ChatClient:
             except _Retry as exc:
                 last = exc
                 log.debug("%s: attempt %d failed: %s", ep.name, attempt + 1, exc)
+            except openai.APIStatusError as exc:  # not retryable: the request itself is wrong
+                self.usage.failures += 1
+                what = f"rejected the request: status {exc.status_code}: {_short(exc)}"
+                raise self._error(request, what, exc.status_code, attempt + 1) from exc
         self.usage.failures += 1
         assert last is not None
         status = f"status {last.status}" if last.status else "no status"
@@ -216,12 +220,11 @@ class ChatClient:
                 # cast_to=object hands back the JSON as parsed, skipping the SDK's models.
                 response = await self._sdk.post("/chat/completions", body=request, cast_to=object)
             except openai.APIStatusError as exc:
-                if exc.status_code in RETRYABLE_STATUS:
-                    raise _Retry(
-                        _short(exc), exc.status_code, _retry_after(exc.response.headers)
-                    ) from exc
-                what = f"rejected the request: status {exc.status_code}: {_short(exc)}"
-                raise self._error(request, what, exc.status_code, 1) from exc
+                if exc.status_code not in RETRYABLE_STATUS:
+                    raise  # _with_retries reports it, knowing how many tries it took
+                raise _Retry(
+                    _short(exc), exc.status_code, _retry_after(exc.response.headers)
+                ) from exc
             except openai.APIConnectionError as exc:  # includes APITimeoutError
                 refused = _connection_failure(exc)
                 if refused is not None:
@@ -391,7 +394,8 @@ def _with_schema_instruction(
 
 
 def _retry_after(headers: Any) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date)."""
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date);
+    None when absent or unreadable, which leaves the wait to the usual backoff."""
     if headers is None:
         return None
     millis = headers.get("retry-after-ms")
@@ -406,8 +410,12 @@ def _retry_after(headers: Any) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
         parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    except (TypeError, ValueError):  # neither a number nor an HTTP date ("soon")
+        return None
+    return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
 def _short(exc: Exception) -> str:

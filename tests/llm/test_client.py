@@ -7,10 +7,13 @@ import json
 import time
 
 import pytest
+from aiohttp import web
 from pydantic import BaseModel
 
 from llm.client import ChatClient
+from llm.endpoints import local_endpoint
 from llm.errors import ProviderError, StructuredOutputError
+from llm.loopback import LoopbackServer
 from llm.testing import Faults, Reply, Rule, Script, ScriptedEndpoint, call
 from llm.types import Message
 
@@ -48,6 +51,40 @@ async def test_retry_after_is_honoured() -> None:
             waited = time.perf_counter() - started
     assert result.content == "late"
     assert waited >= 0.6
+
+
+class RateLimitedOnce(LoopbackServer):
+    """Answers the first request 429 with ``retry_after`` as its Retry-After header (which the
+    scripted endpoint only writes as a number), then "ok"."""
+
+    def __init__(self, retry_after: str) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+        self.arrivals = 0
+
+    async def build_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        return app
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        self.arrivals += 1
+        if self.arrivals == 1:
+            error = {"error": {"message": "rate limited"}}
+            return web.json_response(error, status=429, headers={"Retry-After": self.retry_after})
+        message = {"role": "assistant", "content": "ok"}
+        return web.json_response(
+            {"model": "m", "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+        )
+
+
+async def test_an_unreadable_retry_after_falls_back_to_backoff() -> None:
+    async with RateLimitedOnce("soon") as server:
+        endpoint = local_endpoint(server.url, name="odd", model="m", backoff_base_s=0.01)
+        async with ChatClient(endpoint) as client:
+            result = await client.chat(USER)
+    assert result.content == "ok"
+    assert server.arrivals == 2 and client.usage.retries == 1
 
 
 async def test_backoff_grows_exponentially_without_retry_after() -> None:
@@ -91,6 +128,16 @@ async def test_client_errors_are_not_retried() -> None:
             with pytest.raises(ProviderError, match="status 400"):
                 await client.chat(USER)
     assert len(server.requests) == 1
+
+
+async def test_a_client_error_after_retries_reports_every_attempt_and_counts_a_failure() -> None:
+    faults = Faults(schedule=["500"])
+    async with ScriptedEndpoint(Script(), faults=faults) as server:  # then 400: no reply
+        async with ChatClient(server.endpoint(max_retries=3)) as client:
+            with pytest.raises(ProviderError, match="status 400") as info:
+                await client.chat(USER)
+    assert info.value.attempts == 2 and len(server.requests) == 2
+    assert client.usage.retries == 1 and client.usage.failures == 1
 
 
 async def test_concurrency_is_bounded_per_endpoint() -> None:
