@@ -259,7 +259,8 @@ class ChatClient:
         """Ask for JSON matching ``schema`` and return it validated.
 
         Uses ``response_format`` with a JSON schema where the endpoint supports it; else
-        (or when the endpoint rejects it) the schema goes into the prompt. Either way an
+        (or once the endpoint answers 400 naming ``response_format``, remembered for this
+        client) the schema goes into the prompt. Any other 400 is raised. Either way an
         answer that fails validation is sent back with the errors, up to ``max_repairs``.
         """
         wire = as_wire_messages(messages)
@@ -277,7 +278,7 @@ class ChatClient:
                     wire, response_format=response_format if self._json_schema else None, **kwargs
                 )
             except ProviderError as exc:
-                if not (self._json_schema and exc.status == 400 and attempt == 0):
+                if not (self._json_schema and attempt == 0 and _rejects_response_format(exc)):
                     raise
                 log.info(
                     "%s rejected response_format; using the prompt instead", self.endpoint.name
@@ -306,6 +307,18 @@ class ChatClient:
             f"{self.endpoint.name}: no valid {schema.__name__} after {max_repairs + 1} tries",
             last_text=text,
         )
+
+
+_REJECTS_SCHEMA = re.compile(
+    r"response[_ ]format|json[_ ]schema|structured[_ ]outputs?", re.IGNORECASE
+)
+
+
+def _rejects_response_format(exc: ProviderError) -> bool:
+    """Whether ``exc`` is the endpoint refusing ``response_format`` itself, as opposed to a
+    400 for some other fault of the request (which the fallback would only hide)."""
+    # The provider's own words are on the status error it was raised from, unabridged.
+    return exc.status == 400 and _REJECTS_SCHEMA.search(str(exc.__cause__ or exc)) is not None
 
 
 def _connection_failure(exc: BaseException) -> OSError | None:

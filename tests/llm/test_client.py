@@ -249,8 +249,22 @@ async def test_complete_json_falls_back_when_the_endpoint_rejects_response_forma
     async with server:
         async with ChatClient(server.endpoint(json_schema=True)) as client:
             answer = await client.complete_json(USER, Answer)
+            server.script.replies.append('{"city": "Oslo", "population": 1}')
+            await client.complete_json(USER, Answer)  # remembered: straight to the prompt
     assert answer.city == "Rome"
     assert "response_format" in server.requests[0] and "response_format" not in server.requests[1]
+    assert len(server.requests) == 3 and "response_format" not in server.requests[2]
+
+
+async def test_complete_json_surfaces_an_unrelated_400_and_keeps_response_format() -> None:
+    async with ScriptedEndpoint(Script()) as server:  # nothing scripted yet: a plain 400
+        async with ChatClient(server.endpoint()) as client:
+            with pytest.raises(ProviderError, match="status 400"):
+                await client.complete_json(USER, Answer)
+            server.script.replies.append('{"city": "Oslo", "population": 1}')
+            await client.complete_json(USER, Answer)
+    assert len(server.requests) == 2
+    assert all("response_format" in r for r in server.requests)
 
 
 async def test_complete_json_gives_up_with_the_last_text() -> None:
