@@ -13,6 +13,7 @@ or construction time beyond storing their arguments.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -23,6 +24,8 @@ import jsonschema
 
 from llm import Message, ToolCall
 from tool_registry import ToolSpec
+
+log = logging.getLogger(__name__)
 
 
 class SandboxError(Exception):
@@ -109,9 +112,14 @@ class Environment(ABC):
             return f"arguments are not valid JSON: {exc.msg}"
         if not isinstance(arguments, dict):
             return "arguments must be a JSON object"
-        problem = jsonschema.exceptions.best_match(
-            jsonschema.Draft202012Validator(spec.parameters).iter_errors(arguments)
-        )
+        # Draft 7, the draft ToolSpec checks schemas against: under 2020-12 a Draft-7 tuple
+        # (`items: [...]`) is not even a schema, and validating with it raises.
+        validator = jsonschema.Draft7Validator(spec.parameters)
+        try:
+            problem = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+        except Exception as exc:  # noqa: BLE001 - a schema that cannot be applied (bad $ref, regex)
+            log.warning("tool %s: its parameters schema cannot be applied: %s", name, exc)
+            return f"cannot check arguments for {name}: {type(exc).__name__}: {exc}"
         if problem is not None:
             where = "/".join(str(p) for p in problem.absolute_path) or "arguments"
             return f"invalid arguments for {name}: {where}: {problem.message}"
