@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llm import Endpoint, get_endpoint
+from llm import Endpoint, get_endpoint, load_presets
 from llm.yamlconf import load_yaml_model
 from synth.schema import Difficulty
 from tool_registry.evolution import EvolveConfig
@@ -39,6 +39,8 @@ class RoleEndpoint(_Strict):
     """Model name or named variant (``thinking``); default: the preset's model."""
     max_concurrency: int | None = Field(default=None, ge=1)
     """Requests in flight to this endpoint across all actors together; default: the preset's."""
+    base_url: str | None = None
+    """Overrides the preset's base URL (``http://host:8000/v1``), e.g. your own vLLM server."""
 
 
 class Endpoints(_Strict):
@@ -138,8 +140,10 @@ class RayConfig(_Strict):
     """Roll-out actors."""
     tasks_per_actor: int = Field(default=8, ge=1)
     """Tasks each actor works on at once (async, inside the actor)."""
+    actor_cpus: float = Field(default=0.5, gt=0)
+    """CPUs reserved per actor (roll-outs mostly wait on endpoints)."""
     num_cpus: int | None = Field(default=None, ge=1)
-    """CPUs of the local cluster (local runs only)."""
+    """CPUs of the local cluster (local runs only); default: this machine's, at least 2."""
 
 
 class SynthConfig(_Strict):
@@ -177,11 +181,29 @@ class SynthConfig(_Strict):
     def endpoint(self, role: Role) -> Endpoint:
         """The resolved endpoint of ``role`` (API keys read from the environment here)."""
         chosen: RoleEndpoint = getattr(self.endpoints, role)
+        presets = load_presets()
+        if chosen.base_url and chosen.preset in presets:
+            moved = presets[chosen.preset].model_copy(
+                update={"base_url": chosen.base_url, "base_url_env": None}
+            )
+            presets = {**presets, chosen.preset: moved}
         if chosen.max_concurrency:
             return get_endpoint(
-                chosen.preset, model=chosen.model, max_concurrency=chosen.max_concurrency
+                chosen.preset,
+                model=chosen.model,
+                presets=presets,
+                max_concurrency=chosen.max_concurrency,
             )
-        return get_endpoint(chosen.preset, model=chosen.model)
+        return get_endpoint(chosen.preset, model=chosen.model, presets=presets)
+
+    def roles_on(self, preset: str) -> list[Role]:
+        """Roles served by ``preset`` at its own URL (e.g. the embedded model)."""
+        return [
+            r
+            for r in ROLES
+            if getattr(self.endpoints, r).preset == preset
+            and not getattr(self.endpoints, r).base_url
+        ]
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> SynthConfig:

@@ -18,7 +18,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rubrics import Rubric
 from tool_registry import ToolSpec
@@ -56,6 +56,17 @@ class AgentSpec(BaseModel):
 
     def openai_tools(self) -> list[dict[str, Any]]:
         return [t.to_openai() for t in self.tools]
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _drop_derived_ids(cls, tools: Any) -> Any:
+        """A ToolSpec's ``id`` is derived from its content: dumped, but not read back."""
+        if isinstance(tools, list):
+            return [
+                {k: v for k, v in t.items() if k != "id"} if isinstance(t, dict) else t
+                for t in tools
+            ]
+        return tools
 
 
 class Checks(BaseModel):

@@ -1,0 +1,124 @@
+"""The manifest (counts that reconcile, models, usage) and the RL prompt export.
+
+Counts are read back from the shards, not from in-memory counters, so a resumed run's
+manifest is exact: every task is in exactly one shard, accepted or rejected, and
+``tasks == accepted + rejected`` is checked and recorded as ``reconciled``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections import Counter, defaultdict
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from llm import Endpoint
+from synth.schema import AgentSpec, TaskSpec
+from synth.store import RunStore, atomic_write
+
+
+def code_version() -> str:
+    """The git commit of the code when run from a checkout, else the package version."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+            check=True,
+        ).stdout.strip()
+        return f"git:{sha}"
+    except (OSError, subprocess.SubprocessError):
+        return f"summit=={version('summit')}"
+
+
+def add_usage(total: dict[str, dict[str, float]], more: dict[str, dict[str, float]]) -> None:
+    for role, numbers in more.items():
+        slot = total.setdefault(role, {})
+        for key, value in numbers.items():
+            slot[key] = slot.get(key, 0.0) + float(value)
+
+
+def build_manifest(
+    store: RunStore,
+    *,
+    name: str,
+    config_hash: str,
+    endpoints: dict[str, Endpoint],
+    stages: dict[str, Any],
+    tools: int,
+    agents: list[AgentSpec],
+    tasks: list[TaskSpec],
+) -> dict[str, Any]:
+    columns = ["id", "outcome", "reason", "environment", "domain", "usage"]
+    rows = list(store.rows(columns))
+    outcomes = Counter(r["outcome"] for r in rows)
+    by_env: dict[str, Counter[str]] = defaultdict(Counter)
+    by_domain: dict[str, Counter[str]] = defaultdict(Counter)
+    usage: dict[str, dict[str, float]] = {}
+    for stage in ("agents", "tasks"):
+        add_usage(usage, stages.get(stage, {}).get("usage", {}))
+    for row in rows:
+        by_env[row["environment"]][row["outcome"]] += 1
+        by_domain[row["domain"]][row["outcome"]] += 1
+        add_usage(usage, json.loads(row["usage"] or "{}"))
+    ids = [r["id"] for r in rows]
+    return {
+        "name": name,
+        "config_hash": config_hash,
+        "code_version": code_version(),
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "models": {role: {"endpoint": e.name, "model": e.model} for role, e in endpoints.items()},
+        "counts": {
+            "tools": tools,
+            "agents": len(agents),
+            "agents_with_templated_prompt": stages.get("agents", {}).get("fallback", 0),
+            "task_generation_failed": len(stages.get("tasks", {}).get("failures", [])),
+            "tasks": len(tasks),
+            "trajectories": len(rows),
+            "accepted": outcomes["accepted"],
+            "rejected": outcomes["rejected"],
+        },
+        "rejected_by_reason": dict(
+            Counter(r["reason"] for r in rows if r["outcome"] == "rejected").most_common()
+        ),
+        "by_environment": {k: dict(v) for k, v in sorted(by_env.items())},
+        "by_domain": {k: dict(v) for k, v in sorted(by_domain.items())},
+        "usage": usage,
+        "duplicates": len(ids) - len(set(ids)),
+        "reconciled": len(set(ids)) == len(ids) == len(tasks) and {t.id for t in tasks} == set(ids),
+    }
+
+
+def export_rl_prompts(store: RunStore, agents: list[AgentSpec], tasks: list[TaskSpec]) -> Path:
+    """``rl_prompts.parquet``: one row per task — the prompt messages, the task, its tools."""
+    by_id = {a.id: a for a in agents}
+    rows = []
+    for task in tasks:
+        agent = by_id[task.agent_id]
+        rows.append(
+            {
+                "id": task.id,
+                "agent_id": agent.id,
+                "prompt": [
+                    {"role": "system", "content": agent.system_prompt},
+                    {"role": "user", "content": task.user_goal},
+                ],
+                "task": task.model_dump_json(),
+                "tools": json.dumps(agent.openai_tools()),
+                "environment": task.environment,
+                "toolset": agent.toolset,
+            }
+        )
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(rows), sink)
+    path = store.root / "rl_prompts.parquet"
+    atomic_write(path, sink.getvalue().to_pybytes())
+    return path

@@ -1,0 +1,285 @@
+"""``python -m synth run CONFIG``: the stages on Ray, resumable, with live progress.
+
+tools → agents → tasks → roll-out + judge → shards → manifest, RL prompts, report. The
+agents and tasks stages are checkpointed as JSONL once complete; the roll-out stage
+writes a parquet shard every ``shard_size`` records (and every 30 s), so an interrupted
+run loses at most the unwritten records, which the resubmitted run redoes — ids are
+deterministic, and a task already in a shard is never played again. A run directory
+is bound to its config's hash: resuming under a different config is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import ray
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from llm import ChatClient, Endpoint, LLMError, Message
+from synth.actors import ActorPool, stream
+from synth.agents import ToolSource, plan_agents
+from synth.config import ROLES, SynthConfig
+from synth.manifest import add_usage, build_manifest, export_rl_prompts
+from synth.rollout import Limits
+from synth.schema import AgentSpec, Record, TaskSpec
+from synth.store import RunStore
+from synth.tools import TaskError, build_tools
+from synth.worker import WorkerSettings
+
+log = logging.getLogger(__name__)
+FLUSH_EVERY_S = 30.0
+EMBEDDED_URL_ENV = "SUMMIT_EMBEDDED_URL"
+
+
+def run(config: SynthConfig, *, console: Console | None = None) -> dict[str, Any]:
+    """Run (or resume) the job described by ``config``; returns the manifest."""
+    console = console or Console(stderr=True)
+    store = RunStore(config.output_dir)
+    _bind(store, config)
+    with _embedded_if_needed(config, console):
+        endpoints: dict[str, Endpoint] = {role: config.endpoint(role) for role in ROLES}
+        asyncio.run(preflight(endpoints))
+        _init_ray(config)
+        pool = ActorPool(
+            endpoints,
+            settings(config),
+            actors=config.ray.actors,
+            tasks_per_actor=config.ray.tasks_per_actor,
+            num_cpus=config.ray.actor_cpus,
+        )
+        try:
+            with _progress(console) as progress:
+                source = asyncio.run(_tools(config, endpoints["generator"]))
+                stages = store.load_json("stages.json") or {}
+                agents = _agents(config, store, pool, source, stages, progress)
+                tasks = _tasks(config, store, pool, agents, stages, progress)
+                _rollouts(config, store, pool, agents, tasks, progress)
+        finally:
+            pool.shutdown()
+        export_rl_prompts(store, agents, tasks)
+        manifest = build_manifest(
+            store,
+            name=config.name,
+            config_hash=config.content_hash(),
+            endpoints=endpoints,
+            stages=stages,
+            tools=len(source.repository) + sum(len(v) for v in source.toolsets.values()),
+            agents=agents,
+            tasks=tasks,
+        )
+    store.save_json("manifest.json", manifest)
+    from synth.report import write_report
+
+    write_report(store, manifest)
+    return manifest
+
+
+def settings(config: SynthConfig) -> WorkerSettings:
+    r, j = config.rollout, config.judge
+    return WorkerSettings(
+        seed=config.seed,
+        limits=Limits(r.max_turns, r.max_tool_calls, r.max_tokens, r.first_tool_choice),
+        failure_rates=dict(r.failure_rates),
+        judge_rubrics=tuple(j.rubrics),
+        judge_threshold=j.threshold,
+        judge_samples=j.samples,
+        judge_max_tokens=j.max_tokens,
+        tasks_per_agent=config.tasks.per_agent,
+        difficulties=tuple(config.tasks.difficulties),
+    )
+
+
+async def preflight(endpoints: dict[str, Endpoint]) -> None:
+    """One tiny request per distinct endpoint, so a wrong URL or key fails the job now
+    with the role named, not as hundreds of rejected tasks later."""
+    seen: dict[tuple[str, str], str] = {}
+    for role, endpoint in endpoints.items():
+        key = (endpoint.base_url, endpoint.model)
+        if key in seen:
+            continue
+        seen[key] = role
+        async with ChatClient(endpoint.model_copy(update={"max_retries": 1})) as client:
+            try:
+                await client.chat([Message(role="user", content="ping")], max_tokens=1)
+            except LLMError as exc:
+                raise TaskError(f"endpoint for role {role!r} does not answer: {exc}") from exc
+
+
+# ---------------------------------------------------------------------- stages
+async def _tools(config: SynthConfig, generator: Endpoint) -> ToolSource:
+    async with ChatClient(generator) as client:
+        return await build_tools(config, Path(config.output_dir), client)
+
+
+def _agents(
+    config: SynthConfig,
+    store: RunStore,
+    pool: ActorPool,
+    source: ToolSource,
+    stages: dict[str, Any],
+    progress: Progress,
+) -> list[AgentSpec]:
+    saved = store.load_models("agents.jsonl", AgentSpec)
+    if saved is not None:
+        return saved
+    planned = plan_agents(config, source)
+    bar = progress.add_task("agents", total=len(planned))
+    written: dict[str, AgentSpec] = {}
+    usage: dict[str, dict[str, float]] = {}
+    fallback = 0
+    items = ((a.id, (a,)) for a in planned)
+    by_id = {a.id: a for a in planned}
+    for key, result in stream(pool, "write_agent", items, lambda k, e: (by_id[k], False, {})):
+        agent, ok, spent = result
+        written[key], fallback = agent, fallback + (not ok)
+        add_usage(usage, spent)
+        progress.advance(bar)
+    agents = [written[a.id] for a in planned]
+    stages["agents"] = {"fallback": fallback, "usage": usage}
+    store.save_json("stages.json", stages)
+    store.save_models("agents.jsonl", agents)
+    return agents
+
+
+def _tasks(
+    config: SynthConfig,
+    store: RunStore,
+    pool: ActorPool,
+    agents: list[AgentSpec],
+    stages: dict[str, Any],
+    progress: Progress,
+) -> list[TaskSpec]:
+    saved = store.load_models("tasks.jsonl", TaskSpec)
+    if saved is not None:
+        return saved
+    bar = progress.add_task("tasks", total=len(agents) * config.tasks.per_agent)
+    made: dict[str, list[TaskSpec]] = {}
+    failures: list[str] = []
+    usage: dict[str, dict[str, float]] = {}
+    items = ((a.id, (a,)) for a in agents)
+    for key, (tasks, failed, spent) in stream(
+        pool, "make_tasks", items, lambda k, e: ([], [f"{k}: {e}"], {})
+    ):
+        made[key] = tasks
+        failures += failed
+        add_usage(usage, spent)
+        progress.advance(bar, config.tasks.per_agent)
+    tasks = [t for a in agents for t in made[a.id]]
+    stages["tasks"] = {"failures": failures, "usage": usage}
+    store.save_json("stages.json", stages)
+    store.save_models("tasks.jsonl", tasks)
+    return tasks
+
+
+def _rollouts(
+    config: SynthConfig,
+    store: RunStore,
+    pool: ActorPool,
+    agents: list[AgentSpec],
+    tasks: list[TaskSpec],
+    progress: Progress,
+) -> None:
+    done = store.done_ids()
+    todo = [t for t in tasks if t.id not in done]
+    by_agent = {a.id: a for a in agents}
+    by_task = {t.id: t for t in tasks}
+    accepted = sum(1 for r in store.rows(["outcome"]) if r["outcome"] == "accepted")
+    bar = progress.add_task("trajectories", total=len(tasks), completed=len(done))
+    buffer: list[Record] = []
+    last_flush, finished = time.monotonic(), len(done)
+
+    def failed(key: str, error: str) -> Record:
+        task = by_task[key]
+        return Record(
+            task_id=task.id,
+            agent_id=task.agent_id,
+            domain=task.domain,
+            environment=task.environment,
+            difficulty=task.difficulty,
+            outcome="rejected",
+            reason="worker_error",
+            detail=error,
+        )
+
+    items = ((t.id, (t, by_agent[t.agent_id])) for t in todo)
+    for _, record in stream(pool, "run_task", items, failed):
+        buffer.append(record)
+        accepted += record.outcome == "accepted"
+        finished += 1
+        progress.update(bar, advance=1, description=f"trajectories ({accepted}/{finished} kept)")
+        if len(buffer) >= config.shard_size or time.monotonic() - last_flush > FLUSH_EVERY_S:
+            store.write_shard(buffer)
+            buffer, last_flush = [], time.monotonic()
+    if buffer:
+        store.write_shard(buffer)
+
+
+# --------------------------------------------------------------------- helpers
+def _bind(store: RunStore, config: SynthConfig) -> None:
+    """Tie the directory to this config (refuse another), record the resolved config."""
+    state = store.load_json("run.json")
+    digest = config.content_hash()
+    if state is not None and state.get("config_hash") != digest:
+        raise TaskError(
+            f"{store.root} holds a run of another config (hash {state.get('config_hash')}, "
+            f"this one {digest}); choose another output_dir or delete it"
+        )
+    store.root.mkdir(parents=True, exist_ok=True)
+    (store.root / "config.yaml").write_text(
+        yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
+    )
+    runs = (state or {}).get("starts", 0) + 1
+    store.save_json("run.json", {"config_hash": digest, "starts": runs})
+
+
+def _init_ray(config: SynthConfig) -> None:
+    if ray.is_initialized():
+        return
+    address = config.ray.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+        return
+    ray.init(
+        address="local",
+        num_cpus=config.ray.num_cpus or max(2, os.cpu_count() or 2),
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",
+    )
+
+
+@contextlib.contextmanager
+def _embedded_if_needed(config: SynthConfig, console: Console) -> Iterator[None]:
+    """Start the embedded model on loopback when a role uses it and none is running."""
+    if not config.roles_on("embedded") or os.environ.get(EMBEDDED_URL_ENV):
+        yield
+        return
+    from llm.embedded import EmbeddedServer
+
+    console.print("starting the embedded model on 127.0.0.1 ...")
+    with EmbeddedServer(max_batch=8) as server:
+        os.environ[EMBEDDED_URL_ENV] = server.url
+        try:
+            yield
+        finally:
+            os.environ.pop(EMBEDDED_URL_ENV, None)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description:<34}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )

@@ -1,0 +1,97 @@
+"""The whole job on a real local Ray cluster (127.0.0.1) against the scripted world."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llm.testing import ScriptedEndpoint
+from synth.config import SynthConfig
+from synth.store import RunStore
+from synth.testing import ScriptedWorld
+
+from .conftest import small_config
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    import ray
+
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",
+    )
+    yield
+    ray.shutdown()
+
+
+def scripted_config(tmp_path: Path, server: ScriptedEndpoint, **changes: object) -> SynthConfig:
+    role = {"preset": "openai-compatible", "base_url": server.url, "max_concurrency": 8}
+    endpoints = {r: role for r in ("generator", "agent", "user", "tool_simulator", "judge")}
+    return small_config(tmp_path, endpoints=endpoints, **changes)
+
+
+@pytest.fixture
+def api_env(monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "scripted")
+
+
+def test_a_run_writes_a_reconciled_dataset(tmp_path, local_ray, api_env) -> None:
+    from synth.pipeline import run
+
+    with ScriptedEndpoint(ScriptedWorld()) as server:
+        config = scripted_config(tmp_path, server)
+        manifest = run(config)
+    counts = manifest["counts"]
+    assert counts["agents"] == 4 and counts["tasks"] == 8
+    assert counts["trajectories"] == 8 == counts["accepted"] + counts["rejected"]
+    assert manifest["reconciled"] and manifest["duplicates"] == 0
+    assert counts["rejected"] == manifest["rejected_by_reason"].get("state_mismatch", 0)
+    assert {"generator", "agent", "user", "judge"} <= set(manifest["usage"])
+    out = Path(config.output_dir)
+    assert json.loads((out / "manifest.json").read_text())["counts"] == counts
+    assert (out / "report.html").exists() and (out / "rl_prompts.parquet").exists()
+    assert len(RunStore(out).shards()) >= 2  # shard_size 3: more than one shard
+
+
+def test_rerunning_a_finished_job_plays_nothing_again(tmp_path, local_ray, api_env) -> None:
+    from synth.pipeline import run
+
+    world = ScriptedWorld()
+    with ScriptedEndpoint(world) as server:
+        config = scripted_config(tmp_path, server)
+        first = run(config)
+        work = lambda: sum(n for role, n in world.roles.items() if role != "other")  # noqa: E731
+        before = work()
+        second = run(config)
+    assert work() == before  # only the preflight ping ("other") went out again
+    assert second["counts"] == first["counts"] and second["reconciled"]
+
+
+def test_a_directory_of_another_config_is_refused(tmp_path, local_ray, api_env) -> None:
+    from synth.pipeline import run
+    from synth.tools import TaskError
+
+    with ScriptedEndpoint(ScriptedWorld()) as server:
+        run(scripted_config(tmp_path, server))
+        with pytest.raises(TaskError, match="another config"):
+            run(scripted_config(tmp_path, server, seed=7))
+
+
+def test_a_wrong_endpoint_fails_the_job_early_naming_the_role(tmp_path, local_ray, api_env) -> None:
+    from synth.pipeline import run
+    from synth.tools import TaskError
+
+    with ScriptedEndpoint(ScriptedWorld()) as server:
+        config = scripted_config(tmp_path, server)
+    config.endpoints.generator.base_url = server.url  # the server is gone now
+    with pytest.raises(TaskError, match="role 'generator' does not answer"):
+        run(config)
