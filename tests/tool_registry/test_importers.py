@@ -6,8 +6,11 @@ import json
 from pathlib import Path
 
 import jsonschema
+import pytest
+from mcp import types
 
 from tool_registry.importers.function_docs import import_function_docs, normalise_schema
+from tool_registry.importers.mcp_server import import_specs
 from tool_registry.importers.openai_tools import import_openai_tools
 
 ODD = [
@@ -118,3 +121,20 @@ def test_normalise_keeps_json_schema_as_is() -> None:
         "required": ["a"],
     }
     assert normalise_schema(schema) == schema
+
+
+@pytest.mark.parametrize(
+    ("hints", "side_effect"),
+    [
+        (types.ToolAnnotations(readOnlyHint=True), "read"),
+        (types.ToolAnnotations(destructiveHint=False), "write"),  # a harmless write is a write
+        (types.ToolAnnotations(readOnlyHint=False), "write"),
+        (None, "write"),  # MCP's default: a tool may change its environment
+    ],
+)
+def test_only_a_read_only_hint_makes_an_mcp_tool_read(
+    hints: types.ToolAnnotations | None, side_effect: str
+) -> None:
+    tool = types.Tool(name="t", inputSchema={"type": "object"}, annotations=hints)
+    (spec,) = import_specs([tool], "server").specs
+    assert spec.side_effect == side_effect

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sys
 import time
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tool_registry.importers.mcp_server import MCPImportError, import_mcp
+from tool_registry.importers.mcp_server import MCPImportError, import_mcp, list_mcp_tools
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 pytestmark = pytest.mark.integration
@@ -52,3 +53,12 @@ def test_bad_servers_fail_clearly_within_the_timeout(mode: str, message: str) ->
     with pytest.raises(MCPImportError, match=message):
         import_mcp([sys.executable, str(FIXTURES / "bad_servers.py"), mode], timeout_s=3)
     assert time.monotonic() - started < 3 + 10  # timeout plus process teardown
+
+
+async def test_cancelling_an_import_cancels_it_instead_of_failing_it() -> None:
+    command = [sys.executable, str(FIXTURES / "bad_servers.py"), "hang"]
+    listing = asyncio.create_task(list_mcp_tools(command, timeout_s=30))
+    await asyncio.sleep(0.5)
+    listing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await listing

@@ -1,7 +1,7 @@
 """Import the tools of a real MCP server, started as a subprocess and spoken to over stdio.
 
 The server's ``tools/list`` is converted to ToolSpecs with the command line as provenance
-and the server's annotations (read-only / destructive hints) as the side-effect class. A
+and the server's read-only hint as the side-effect class (no hint: ``write``). A
 server that crashes, hangs or speaks garbage gives :class:`MCPImportError` within
 ``timeout_s``, with the end of its stderr; the subprocess is stopped either way.
 """
@@ -56,13 +56,12 @@ async def list_mcp_tools(command: list[str], timeout_s: float = 30.0) -> list[An
                 f"MCP server `{shlex.join(command)}` did not answer within {timeout_s:g}s"
                 + _tail(errlog)
             ) from exc
-        except MCPImportError:
+        # Not the server's doing: the caller cancelled, or the process is being stopped.
+        except (MCPImportError, asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             raise
         # Whatever the server did wrong (exit, junk, protocol error) is reported as one error;
         # the SDK raises it wrapped in exception groups, hence BaseException.
         except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
             reason = _describe(exc)
             raise MCPImportError(
                 f"MCP server `{shlex.join(command)}` failed: {reason}" + _tail(errlog)
@@ -97,12 +96,11 @@ def import_specs(tools: list[Any], origin: str) -> ImportReport:
 
 
 def _side_effect(tool: Any) -> str:
+    """``read`` only for a tool the server marks read-only. MCP's default is that a tool may
+    change its environment; ``destructiveHint: false`` says a write is harmless, not absent."""
     hints = getattr(tool, "annotations", None)
-    if hints is None:
-        return "read"
     read_only = getattr(hints, "read_only_hint", getattr(hints, "readOnlyHint", None))
-    destructive = getattr(hints, "destructive_hint", getattr(hints, "destructiveHint", None))
-    return "read" if read_only or (read_only is None and destructive is False) else "write"
+    return "read" if read_only is True else "write"
 
 
 def _describe(exc: BaseException) -> str:
