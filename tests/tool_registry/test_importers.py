@@ -92,6 +92,47 @@ def test_jsonl_with_a_broken_line_keeps_the_others(tmp_path: Path) -> None:
     assert str(report.problems[0]).startswith(f"{path}:2: (unnamed): invalid JSON")
 
 
+OPENAI_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "ok",
+        "description": "d",
+        "parameters": {"type": "object", "properties": {}},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        json.dumps(OPENAI_TOOL, indent=2),  # one pretty-printed object
+        "\n" + json.dumps([OPENAI_TOOL], indent=2),  # a pretty-printed list
+        "\ufeff" + json.dumps([OPENAI_TOOL], indent=2),  # the same with a UTF-8 BOM
+        "\ufeff" + json.dumps(OPENAI_TOOL) + "\n",  # JSONL with a UTF-8 BOM
+    ],
+)
+def test_pretty_printed_json_and_a_bom_are_not_misread_as_jsonl(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "tools.json"
+    path.write_text(text, encoding="utf-8")
+    report = import_openai_tools(path)
+    assert [s.name for s in report.specs] == ["ok"] and not report.problems
+    docs = import_function_docs(path)
+    assert [s.name for s in docs.specs] == ["ok"] and not docs.problems
+
+
+@pytest.mark.parametrize("document", [OPENAI_TOOL, [OPENAI_TOOL]])
+def test_a_broken_pretty_printed_document_is_one_problem_at_its_line(
+    tmp_path: Path, document: object
+) -> None:
+    path = tmp_path / "tools.json"
+    path.write_text(json.dumps(document, indent=2).replace('"d"', '"d",,'))
+    report = import_openai_tools(path)
+    line = 5 if isinstance(document, dict) else 6
+    assert [str(p) for p in report.problems] == [
+        f"{path}:{line}: (unnamed): invalid JSON: Expecting property name enclosed in double quotes"
+    ]
+
+
 def test_openai_tools_file_with_invalid_entries(tmp_path: Path) -> None:
     good = {
         "type": "function",

@@ -1,4 +1,4 @@
-"""Import function-doc collections (JSON list or JSONL) as used by function-calling datasets.
+"""Import function-doc collections (JSON or JSONL) as used by function-calling datasets.
 
 Entries carry ``name``, ``description`` and ``parameters`` whose types may be written the
 Python way (``dict``, ``float``, ``int``, ``tuple``, ``any``…), with ``required`` either as
@@ -146,7 +146,8 @@ def to_spec(entry: dict[str, Any], origin: str) -> ToolSpec:
 
 
 def import_function_docs(path: str | Path) -> ImportReport:
-    """Every entry of a JSON list or JSONL file; bad entries reported, the rest kept."""
+    """Every entry of a JSON file (a list, or one object) or JSONL file; bad entries
+    reported, the rest kept."""
     path = Path(path)
     report = ImportReport()
     for where, entry in _entries(path, report):
@@ -162,25 +163,41 @@ def import_function_docs(path: str | Path) -> ImportReport:
 
 
 def _entries(path: Path, report: ImportReport) -> list[tuple[str, Any]]:
-    text = path.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            report.problems.append(
-                ImportProblem(f"{path}:{exc.lineno}", "", f"invalid JSON: {exc.msg}")
-            )
+    """The entries of one JSON document (a list of them, or a single one) or of JSONL.
+
+    The whole text is read as one document first, so pretty-printed JSON is not taken line
+    by line; a UTF-8 BOM is skipped. What cannot be read is reported with file and line.
+    """
+    text = path.read_text(encoding="utf-8-sig")
+    if not text.strip():
+        return []
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if text.lstrip().startswith("["):  # a list, never JSONL: one problem where it broke
+            report.problems.append(_invalid(path, exc))
             return []
+        entries, problems = _jsonl_entries(path, text)
+        # Not one line stood alone: one broken document (pretty-printed), not JSONL.
+        report.problems.extend(problems if entries else [_invalid(path, exc)])
+        return entries
+    if isinstance(data, list):
         return [(f"{path}[{n}]", entry) for n, entry in enumerate(data)]
-    entries = []
+    first_line = text[: len(text) - len(text.lstrip())].count("\n") + 1
+    return [(f"{path}:{first_line}", data)]
+
+
+def _jsonl_entries(path: Path, text: str) -> tuple[list[tuple[str, Any]], list[ImportProblem]]:
+    entries, problems = [], []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             entries.append((f"{path}:{number}", json.loads(line)))
         except json.JSONDecodeError as exc:
-            report.problems.append(
-                ImportProblem(f"{path}:{number}", "", f"invalid JSON: {exc.msg}")
-            )
-    return entries
+            problems.append(_invalid(path, exc, number))
+    return entries, problems
+
+
+def _invalid(path: Path, exc: json.JSONDecodeError, line: int | None = None) -> ImportProblem:
+    return ImportProblem(f"{path}:{line or exc.lineno}", "", f"invalid JSON: {exc.msg}")

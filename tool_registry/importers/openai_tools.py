@@ -1,4 +1,4 @@
-"""Import OpenAI tool objects: a JSON list of them, or a file with one per line."""
+"""Import OpenAI tool objects: a JSON list of them, a single one, or a file with one per line."""
 
 from __future__ import annotations
 
