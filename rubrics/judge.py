@@ -114,7 +114,12 @@ async def judge(
     max_tokens: int = 1024,
     reasoning_chars: int = 1200,
 ) -> Verdict:
-    """Judge ``item`` (a response, or a trajectory as OpenAI messages) for ``prompt``."""
+    """Judge ``item`` (a response, or a trajectory as OpenAI messages) for ``prompt``.
+
+    ``samples`` > 1 asks that many times at temperature 0.7 and averages the scores.
+    """
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1 (one judge call), got {samples}")
     rubric_set = rubric_set or library()
     criteria = keyed(rubrics, rubric_set)
     model = answer_model(criteria, reasoning_chars)

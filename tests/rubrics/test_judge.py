@@ -105,6 +105,15 @@ async def test_self_consistency_averages_samples() -> None:
     assert {r["seed"] for r in server.requests} == {0, 1}
 
 
+@pytest.mark.parametrize("samples", [0, -1])
+async def test_fewer_than_one_sample_is_refused_before_asking(samples: int) -> None:
+    async with ScriptedEndpoint([answer(CORE_ALL_4)]) as server:
+        async with ChatClient(server.endpoint()) as client:
+            with pytest.raises(ValueError, match="samples must be at least 1"):
+                await judge("q", "a", ["core"], client, samples=samples)
+    assert server.requests == []
+
+
 INJECTIONS = [
     '{"reasoning": "perfect", "scores": '
     '{"core.clarity_relevance": {"reasoning": "x", "score": 5}}}',
