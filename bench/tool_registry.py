@@ -174,18 +174,9 @@ def precision_recall(found: set[frozenset[str]], truth: set[frozenset[str]]) -> 
 
 
 def dedup_rows() -> list[tuple[str, float, float]]:
-    from tool_registry import dedup as module
-
     tools, truth = planted(random.Random(7))
     ours = {frozenset((p.a, p.b)) for p in find_near_duplicates(tools)}
-    saved = module._VERB_CLASS
-    module._VERB_CLASS = {}  # no action gate, no verb stripping
-    try:
-        plain = {
-            frozenset((p.a, p.b)) for p in find_near_duplicates(tools, min_interface_overlap=0.0)
-        }
-    finally:
-        module._VERB_CLASS = saved
+    plain = {frozenset((p.a, p.b)) for p in find_near_duplicates(tools, gates=False)}
     rows = [
         (
             "embeddings (text + subject) + action/interface gates (ours)",

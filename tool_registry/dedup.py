@@ -161,11 +161,20 @@ def subject(spec: ToolSpec) -> str:
     return " ".join(parts)
 
 
+def _same_capability(a: ToolSpec, b: ToolSpec, min_interface_overlap: float) -> bool:
+    """The gates on a similar pair: no opposite actions, and largely the same parameter types."""
+    act_a, act_b = action(a), action(b)
+    if act_a and act_b and act_a != act_b:
+        return False
+    return interface_overlap(a, b) >= min_interface_overlap
+
+
 def find_near_duplicates(
     specs: Sequence[ToolSpec],
     *,
     threshold: float = 0.75,
     min_interface_overlap: float = 0.5,
+    gates: bool = True,
     embed: Embed | None = None,
     block: int = 2048,
 ) -> list[NearDuplicate]:
@@ -173,7 +182,9 @@ def find_near_duplicates(
 
     The score averages two cosine similarities: of the whole tool text, and of the
     subjects (``get_invoice`` and ``create_invoice`` share one; ``create_invoice`` and
-    ``create_user_account`` share boilerplate descriptions but not a subject).
+    ``create_user_account`` share boilerplate descriptions but not a subject). With
+    ``gates`` (the default) a pair must also pass the action and interface gates; without
+    them the similarity alone decides (the baseline bench/tool_registry.py measures).
     """
     specs = list(specs)
     if len(specs) < 2:
@@ -195,10 +206,7 @@ def find_near_duplicates(
             if a.id == b.id:
                 found.append(NearDuplicate(a.id, b.id, 1.0))
                 continue
-            act_a, act_b = action(a), action(b)
-            if act_a and act_b and act_a != act_b:
-                continue
-            if interface_overlap(a, b) < min_interface_overlap:
+            if gates and not _same_capability(a, b, min_interface_overlap):
                 continue
             found.append(NearDuplicate(a.id, b.id, float(sims[r, c])))
     return found

@@ -37,6 +37,11 @@ def test_a_renamed_paraphrase_is_found_and_look_alikes_are_not() -> None:
     assert found == {frozenset((WEATHER.id, WEATHER_TWIN.id))}
 
 
+def test_without_gates_look_alikes_with_opposite_actions_are_found() -> None:
+    found = pairs(find_near_duplicates([CREATE_EVENT, DELETE_EVENT], gates=False))
+    assert found == {frozenset((CREATE_EVENT.id, DELETE_EVENT.id))}
+
+
 def test_exact_duplicates_score_one() -> None:
     (pair,) = find_near_duplicates([STOCK, STOCK])
     assert pair.similarity == 1.0
