@@ -181,7 +181,8 @@ class EmbeddedServer(LoopbackServer):
         attempts = 1 + (self.json_retries if schema is not None and not constrained else 0)
         generation: Generation | None = None
         for attempt in range(attempts):
-            attempt_seed = seed if attempt == 0 else (seed or 0) * 1000 + attempt
+            # Without a seed every attempt is a fresh draw; with one, resamples are repeatable.
+            attempt_seed = seed if seed is None or attempt == 0 else seed * 1000 + attempt
             temperature = req.temperature if attempt == 0 else max(req.temperature, 0.7)
             future = self.engine.submit(
                 GenerationRequest(

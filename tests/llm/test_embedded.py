@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import jsonschema
 import openai
@@ -12,6 +14,7 @@ from pydantic import BaseModel
 
 from llm.client import ChatClient
 from llm.demo import TOOLS, conversation
+from llm.embedded import EmbeddedServer
 from llm.types import Message
 
 pytestmark = pytest.mark.integration
@@ -58,18 +61,19 @@ def test_tool_call_round_trip_through_the_openai_sdk(embedded_server) -> None:
     assert second.usage.prompt_tokens > first.usage.prompt_tokens
 
 
-def test_json_schema_reply_is_schema_valid(embedded_server) -> None:
-    sdk = openai.OpenAI(base_url=embedded_server.url, api_key="x")
-    reply = sdk.chat.completions.create(
+def describe_lima(url: str, schema: dict[str, Any], **sampling: Any) -> Any:
+    """Ask for Lima as JSON valid for ``schema`` (``response_format``), through the SDK."""
+    sdk = openai.OpenAI(base_url=url, api_key="x")
+    return sdk.chat.completions.create(
         model="smollm2-135m-instruct",
         messages=[{"role": "user", "content": "Describe Lima as JSON."}],
-        response_format={
-            "type": "json_schema",
-            "json_schema": {"name": "City", "schema": City.model_json_schema()},
-        },
-        max_tokens=120,
-        seed=3,
+        response_format={"type": "json_schema", "json_schema": {"name": "Lima", "schema": schema}},
+        **sampling,
     )
+
+
+def test_json_schema_reply_is_schema_valid(embedded_server) -> None:
+    reply = describe_lima(embedded_server.url, City.model_json_schema(), max_tokens=120, seed=3)
     City.model_validate_json(reply.choices[0].message.content)
 
 
@@ -106,6 +110,27 @@ def test_sampling_parameters_are_honoured(embedded_server) -> None:
     assert short.choices[0].finish_reason == "length" and short.usage.completion_tokens == 5
     stopped = create(temperature=0, max_tokens=60, stop=["three"])
     assert "three" not in stopped.choices[0].message.content
+
+
+@pytest.fixture(scope="module")
+def resampling_server() -> Iterator[EmbeddedServer]:
+    """Validates JSON answers and resamples once (json_mode="retry") instead of constraining."""
+    with EmbeddedServer(max_batch=8, json_mode="retry", json_retries=1) as server:
+        yield server
+
+
+def resampled(server: EmbeddedServer, seed: int | None) -> list[str | None]:
+    """Four answers, each resampled: nothing validates against ``{"not": {}}``."""
+    reply = describe_lima(server.url, {"not": {}}, temperature=1.0, max_tokens=16, n=4, seed=seed)
+    return [c.message.content for c in reply.choices]
+
+
+def test_resamples_without_a_seed_are_fresh_draws(resampling_server: EmbeddedServer) -> None:
+    assert len(set(resampled(resampling_server, None))) > 1
+
+
+def test_resamples_with_a_seed_are_repeatable(resampling_server: EmbeddedServer) -> None:
+    assert resampled(resampling_server, 11) == resampled(resampling_server, 11)
 
 
 def test_bad_requests_get_a_400_with_the_field(embedded_server) -> None:
