@@ -1,0 +1,328 @@
+"""What every gym is: a task source (``load``) and a verifier (``verify``), registered by name.
+
+A :class:`Gym` turns its options into :class:`Task` rows (OpenAI prompt messages plus a
+JSON payload the verifier reads back) and scores one :class:`Sample` at a time, returning
+a float in 0..1, or ``None`` where it cannot say (a judge that failed): TRL then leaves
+that reward out for the sample. Gyms that score in batches (a sandbox pool, concurrent
+judge calls) override ``verify_batch`` instead. Verifiers never raise on odd completions;
+an exception in one is logged and becomes ``None`` for that batch, never a crashed run.
+
+:func:`reward_function` wraps a gym into TRL's seam, ``fn(prompts, completions, **kw) ->
+list[float | None]``: ``None`` for rows of other gyms, the budget penalty applied, and the
+gym's reward mean, pass rate and lengths logged through TRL's ``log_metric``.
+
+Not here: which gyms are mixed and how much (``rl.data``), reward weights (``rl.trainer``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+log = logging.getLogger(__name__)
+
+Split = Literal["train", "eval"]
+Messages = list[dict[str, Any]]
+RewardFunc = Callable[..., list[float | None]]
+PLAIN_ENVIRONMENT = "text"
+"""The routing key of rows that act in no environment (TRL's ``environment`` column)."""
+
+
+class GymError(Exception):
+    """A gym cannot be built or cannot load its tasks (bad options, unreadable file)."""
+
+
+class GymOptions(BaseModel):
+    """Options every gym takes; a gym's own ``Options`` subclasses this."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(64, ge=1)
+    """How many training tasks to load."""
+    eval_count: int = Field(8, ge=0)
+    """How many held-out tasks ``python -m rl eval`` scores (never used in training)."""
+    seed: int = 0
+    """Seed for procedural generation and for shuffling file-backed tasks."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One prompt and what its verifier needs to score a completion."""
+
+    prompt: Messages
+    payload: dict[str, Any]
+    environment: str = PLAIN_ENVIRONMENT
+    """TRL routing key; tool-use tasks name their environment."""
+
+
+@dataclass
+class Sample:
+    """One completion to score: the prompt, the completion messages, the task payload."""
+
+    prompt: Messages
+    completion: Messages
+    payload: dict[str, Any]
+    environment: Any = None
+    """The TRL environment instance the roll-out acted in, where there is one."""
+    tokens: int = 0
+
+    @property
+    def text(self) -> str:
+        """The final assistant text (the last assistant message with string content)."""
+        for message in reversed(self.completion):
+            if message.get("role") == "assistant" and isinstance(message.get("content"), str):
+                return str(message["content"])
+        return ""
+
+    @property
+    def user_text(self) -> str:
+        """The last user message of the prompt."""
+        for message in reversed(self.prompt):
+            if message.get("role") == "user":
+                return str(message.get("content") or "")
+        return ""
+
+
+@dataclass
+class Resources:
+    """Shared services gyms may use, created lazily by whoever builds the gyms."""
+
+    judge: Callable[[], Any] | None = None
+    """Returns the :class:`llm.Endpoint` judge-based gyms call."""
+    sandbox: Callable[[], Any] | None = None
+    """Returns the shared :class:`sandboxes.docker.DockerSandbox` code gyms run in."""
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, name: Literal["judge", "sandbox"]) -> Any:
+        if name not in self.cache:
+            factory = getattr(self, name)
+            if factory is None:
+                raise GymError(f"this gym needs a {name}, and none is configured")
+            self.cache[name] = factory()
+        return self.cache[name]
+
+
+G = TypeVar("G", bound="type[Gym]")
+GYMS: dict[str, type[Gym]] = {}
+
+
+def register(cls: G) -> G:
+    """Class decorator: make the gym available by its ``name`` in configs."""
+    if cls.name in GYMS and GYMS[cls.name] is not cls:
+        raise GymError(f"two gyms are named {cls.name!r}: {GYMS[cls.name]} and {cls}")
+    GYMS[cls.name] = cls
+    return cls
+
+
+class Gym(ABC):
+    """A task source plus a verifier. Subclasses set ``name``/``Options`` and implement
+    ``load`` and ``verify`` (or ``verify_batch``); they do not override ``__init__``."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[GymOptions]] = GymOptions
+    pass_threshold: ClassVar[float] = 1.0
+    """A sample whose score reaches this counts as passed (pass rates, pass@k)."""
+
+    def __init__(self, options: GymOptions | None = None, resources: Resources | None = None):
+        self.options = options if options is not None else self.Options()
+        self.resources = resources or Resources()
+
+    @abstractmethod
+    def load(self, split: Split) -> list[Task]:
+        """The tasks of ``split``; train and eval never share a task."""
+
+    def verify(self, sample: Sample) -> float | None:
+        """Score one completion in 0..1 (``None``: cannot say)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} implements neither verify nor verify_batch"
+        )
+
+    def verify_batch(self, samples: list[Sample]) -> list[float | None]:
+        return [self.verify(s) for s in samples]
+
+    def passed(self, score: float | None) -> bool:
+        return score is not None and score >= self.pass_threshold - 1e-9
+
+    def rows(self, split: Split) -> list[dict[str, Any]]:
+        """The tasks as dataset rows: ``prompt``, ``gym``, ``task`` (JSON), ``environment``."""
+        return [
+            {
+                "prompt": t.prompt,
+                "gym": self.name,
+                "task": json.dumps(t.payload, ensure_ascii=False),
+                "environment": t.environment,
+            }
+            for t in self.load(split)
+        ]
+
+
+def build_gym(name: str, options: dict[str, Any], resources: Resources | None = None) -> Gym:
+    """The gym ``name`` with its options validated (``GymError`` naming the problem)."""
+    import rl.gyms  # noqa: F401 - registers the built-in gyms
+
+    if name not in GYMS:
+        raise GymError(f"unknown gym {name!r}; known: {', '.join(sorted(GYMS))}")
+    cls = GYMS[name]
+    return cls(cls.Options.model_validate(options), resources)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """K2's budget control: completions over ``max_tokens`` are scored on their first
+    ``max_tokens`` tokens only and lose ``penalty``."""
+
+    max_tokens: int | None = None
+    penalty: float = 0.0
+
+
+def reward_function(
+    gym: Gym,
+    *,
+    budget: Budget | None = None,
+    decode: Callable[[list[int]], str] | None = None,
+) -> RewardFunc:
+    """TRL's reward seam for ``gym``: rows of other gyms get ``None``.
+
+    ``decode`` turns completion ids back into text; it is needed to truncate an over-budget
+    single-message completion before scoring it.
+    """
+    budget = budget or Budget()
+
+    def reward(prompts: list[Any], completions: list[Any], **kw: Any) -> list[float | None]:
+        gyms = kw.get("gym") or [None] * len(prompts)
+        mine = [i for i, g in enumerate(gyms) if g == gym.name]
+        out: list[float | None] = [None] * len(prompts)
+        if not mine:
+            return out
+        ids = kw.get("completion_ids") or [[] for _ in prompts]
+        environments = kw.get("environments") or [None] * len(prompts)
+        samples, over = [], []
+        for i in mine:
+            completion = _as_messages(completions[i])
+            tokens = len(ids[i])
+            over_budget = budget.max_tokens is not None and tokens > budget.max_tokens
+            if over_budget and decode is not None and len(completion) == 1:
+                cut = decode(list(ids[i])[: budget.max_tokens])
+                completion = [{**completion[0], "content": cut}]
+            samples.append(
+                Sample(
+                    prompt=_as_messages(prompts[i], role="user"),
+                    completion=completion,
+                    payload=_payload(kw.get("task"), i),
+                    environment=environments[i],
+                    tokens=tokens,
+                )
+            )
+            over.append(over_budget)
+        scores = _safe_scores(gym, samples)
+        for i, score, is_over in zip(mine, scores, over, strict=True):
+            out[i] = None if score is None else score - (budget.penalty if is_over else 0.0)
+        _log(kw.get("log_metric"), gym, samples, [scores, [out[i] for i in mine]], over)
+        return out
+
+    reward.__name__ = gym.name
+    return reward
+
+
+def _safe_scores(gym: Gym, samples: list[Sample]) -> list[float | None]:
+    try:
+        scores = gym.verify_batch(samples)
+    except Exception as exc:  # noqa: BLE001 - a verifier bug is a missing reward, not a dead run
+        log.warning("gym %s: verifier failed on %d samples: %s", gym.name, len(samples), exc)
+        return [None] * len(samples)
+    if len(scores) != len(samples):
+        raise GymError(f"gym {gym.name}: {len(scores)} scores for {len(samples)} samples")
+    return scores
+
+
+def _log(
+    log_metric: Callable[[str, float], None] | None,
+    gym: Gym,
+    samples: list[Sample],
+    scores_and_rewards: list[list[float | None]],
+    over: list[bool],
+) -> None:
+    """Per gym: mean reward (after the budget penalty), pass rate (before it), lengths."""
+    if log_metric is None:
+        return
+    scores, rewards = scores_and_rewards
+    known = [s for s in scores if s is not None]
+    if known:
+        final = [r for r in rewards if r is not None]
+        log_metric(f"gym/{gym.name}/reward_mean", sum(final) / len(final))
+        log_metric(f"gym/{gym.name}/pass_rate", sum(gym.passed(s) for s in known) / len(known))
+    log_metric(f"gym/{gym.name}/completion_tokens", sum(s.tokens for s in samples) / len(samples))
+    log_metric(f"gym/{gym.name}/over_budget", sum(over) / len(over))
+
+
+def _as_messages(value: Any, role: str = "assistant") -> Messages:
+    if isinstance(value, str):
+        return [{"role": role, "content": value}]
+    return [m for m in (value or []) if isinstance(m, dict)]
+
+
+def _payload(column: Any, index: int) -> dict[str, Any]:
+    raw = column[index] if column is not None else None
+    if isinstance(raw, dict):
+        return raw
+    try:
+        data = json.loads(raw) if raw else {}
+    except (TypeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def json_lines(path: str | Path) -> list[tuple[str, Any]]:
+    """``(file:line, value)`` for each non-blank line of a JSONL file; ``GymError`` on bad JSON."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except OSError as exc:
+        raise GymError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    out = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                out.append((f"{path}:{number}", json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise GymError(f"{path}:{number}: invalid JSON: {exc.msg}") from exc
+    if not out:
+        raise GymError(f"{path}: no rows")
+    return out
+
+
+def read_jsonl(path: str | Path, model: type[R]) -> list[R]:
+    """Rows of a JSONL file as ``model``; a bad row is a ``GymError`` naming ``file:line``."""
+    rows = []
+    for where, value in json_lines(path):
+        try:
+            rows.append(model.model_validate(value))
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            field = ".".join(str(p) for p in problem["loc"]) or "(row)"
+            raise GymError(f"{where}: {field}: {problem['msg']}") from exc
+    return rows
+
+
+T = TypeVar("T")
+
+
+def split_items(items: list[T], split: Split, options: GymOptions) -> list[T]:
+    """A seeded shuffle: the first ``eval_count`` items are held out, the next ``count`` train."""
+    shuffled = list(items)
+    random.Random(options.seed).shuffle(shuffled)
+    held = shuffled[: options.eval_count] if len(shuffled) > options.eval_count else []
+    if split == "eval":
+        return held
+    return shuffled[len(held) : len(held) + options.count]
