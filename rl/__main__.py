@@ -1,0 +1,113 @@
+"""``python -m rl train CONFIG [--set a.b=c ...] [--resume [PATH]]``, ``eval``, ``gyms``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from llm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rl.config import TrainConfig
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console(stderr=True)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+
+
+def _config(path: Path, overrides: list[str] | None) -> TrainConfig:
+    from rl.config import load_config
+
+    try:
+        return load_config(path, overrides or [])
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="GRPO run config (YAML)."),
+    overrides: list[str] = typer.Option(None, "--set", help="Override a field: a.b=value."),
+    resume: str = typer.Option(
+        None,
+        "--resume",
+        help="'latest' (the newest checkpoint in output_dir) or a checkpoint path.",
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train a policy with GRPO on the configured gym mixture."""
+    _logging(verbose)
+    cfg = _config(config, overrides)
+    from rl.trainer import train as run
+
+    result = run(cfg, resume=True if resume == "latest" else (resume or False))
+    console.print_json(json.dumps(result))
+
+
+@app.command("eval")
+def evaluate(
+    config: Path = typer.Argument(..., help="The run's config (its gyms are evaluated)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint directory."),
+    k: str = typer.Option("1,4", "--k", help="Comma-separated k values for pass@k."),
+    samples: int = typer.Option(None, "--samples", help="Samples per task (default: max k)."),
+    output: Path = typer.Option(None, "--json", help="Also write the results here as JSON."),
+    overrides: list[str] = typer.Option(None, "--set", help="Override a field: a.b=value."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """pass@k per gym on held-out tasks, as a table and JSON (last line of stdout)."""
+    _logging(verbose)
+    cfg = _config(config, overrides)
+    try:
+        ks = sorted({int(x) for x in k.split(",") if x.strip()})
+    except ValueError as exc:
+        raise typer.BadParameter(f"--k must be integers like 1,4: {k!r}") from exc
+    from rl.evaluate import evaluate as run
+
+    results = run(cfg, checkpoint, ks, samples)
+    table = Table(title=f"pass@k on held-out tasks: {checkpoint}")
+    for column in ["gym", "tasks", "samples", *(f"pass@{x}" for x in ks), "mean score"]:
+        table.add_column(column, justify="left" if column == "gym" else "right")
+    for name, row in results.items():
+        cells = [row.get(f"pass@{x}") for x in ks] + [row.get("mean_score")]
+        table.add_row(name, str(row["tasks"]), str(row["samples"]), *(_fmt(c) for c in cells))
+    console.print(table)
+    text = json.dumps(results)
+    if output:
+        output.write_text(text)
+    print(text)
+
+
+@app.command()
+def gyms() -> None:
+    """List the registered gyms and their options."""
+    from rl.gyms import GYMS
+
+    table = Table(title="gyms")
+    table.add_column("name")
+    table.add_column("options")
+    for name, cls in sorted(GYMS.items()):
+        table.add_row(name, ", ".join(cls.Options.model_fields))
+    Console().print(table)
+
+
+def _fmt(value: object) -> str:
+    return "-" if value is None else f"{float(value):.3f}"  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    app()

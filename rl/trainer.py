@@ -1,0 +1,199 @@
+"""The one place ``rl`` meets TRL: a :class:`TrainConfig` becomes ``GRPOConfig`` + ``GRPOTrainer``.
+
+:func:`build` loads the gyms, mixes their tasks, wraps each gym's verifier as a TRL reward
+function (budget control and per-gym metrics included), maps our GRPO knobs onto
+``GRPOConfig``, routes tool-use rows to their executable environments through
+``environment_factory``, and adds the temperature decay and progress callbacks. The
+trainer is TRL's own, or — only when a PTX loss is configured — the one-method subclass in
+:mod:`rl.ptx`. :func:`train` runs it inside a :class:`Services` scope that owns the judge
+server and the Docker sandbox, started only if a gym asks for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rl.callbacks import RichProgress, TemperatureDecay
+from rl.config import TrainConfig
+from rl.data import mixture
+from rl.environments import environment_class
+from rl.gyms import Budget, Gym, build_gym
+from rl.gyms.base import PLAIN_ENVIRONMENT, Resources, reward_function
+
+log = logging.getLogger(__name__)
+
+
+class PlainEnvironment:
+    """The environment of rows that act in none: no tools, nothing added to the prompt."""
+
+    def reset(self, **row: Any) -> None:
+        return None
+
+
+class Services(contextlib.ExitStack):
+    """Judge endpoint and sandbox for the gyms, started on first use, stopped on exit."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.resources = Resources(judge=self._judge, sandbox=self._sandbox)
+
+    def _judge(self) -> Any:
+        from llm import get_endpoint
+        from llm.endpoints import EMBEDDED_URL_ENV
+
+        judge = self.config.judge
+        if judge.endpoint == "embedded" and not os.environ.get(EMBEDDED_URL_ENV):
+            from llm.embedded import EmbeddedServer
+
+            self.enter_context(EmbeddedServer())  # exports SUMMIT_EMBEDDED_URL while it runs
+        return get_endpoint(
+            judge.endpoint, model=judge.model, max_concurrency=judge.max_concurrency
+        )
+
+    def _sandbox(self) -> Any:
+        from sandboxes.docker import IMAGE, DockerSandbox, Limits
+
+        box = DockerSandbox(
+            IMAGE,
+            pool_size=self.config.sandbox.pool_size,
+            limits=Limits(timeout_s=self.config.sandbox.timeout_s),
+        )
+        return self.enter_context(box)
+
+
+@dataclass
+class Policy:
+    model: str
+    tokenizer: Any
+
+
+def load_policy(config: TrainConfig) -> Policy:
+    """The policy's weights location and its tokenizer (left padding, a pad token)."""
+    if config.policy.model == "embedded":
+        from llm.embedded.model import ensure_converted, load_tokenizer
+
+        path = ensure_converted()
+        return Policy(str(path), load_tokenizer(path))
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(config.policy.model, padding_side="left")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return Policy(config.policy.model, tokenizer)
+
+
+def build_gyms(config: TrainConfig, resources: Resources) -> list[Gym]:
+    return [build_gym(e.gym, e.options, resources) for e in config.gyms]
+
+
+def reward_functions(config: TrainConfig, gyms: list[Gym], tokenizer: Any) -> list[Any]:
+    def decode(ids: list[int]) -> str:
+        return str(tokenizer.decode(ids, skip_special_tokens=True))
+
+    return [
+        reward_function(gym, budget=Budget(e.max_tokens, config.budget_penalty), decode=decode)
+        for gym, e in zip(gyms, config.gyms, strict=True)
+    ]
+
+
+def grpo_args(config: TrainConfig, *, max_steps: int | None = None) -> Any:
+    """TRL's ``GRPOConfig`` for this run."""
+    from trl import GRPOConfig
+
+    g = config.grpo
+    knobs = g.model_dump(exclude={"extra"})
+    knobs["max_steps"] = max_steps or g.max_steps
+    return GRPOConfig(
+        output_dir=config.output_dir,
+        seed=config.seed,
+        temperature=config.temperature.start,
+        reward_weights=[e.reward_weight for e in config.gyms],
+        report_to=list(config.logging.report_to),
+        disable_tqdm=config.logging.progress,
+        model_init_kwargs={"dtype": config.policy.dtype},
+        **knobs,
+        **g.extra,
+    )
+
+
+def environment_factories(dataset: Any) -> dict[str, Any] | None:
+    """``{name: factory}`` for the environments the rows name; None when none acts in one."""
+    names = set(dataset["environment"]) - {PLAIN_ENVIRONMENT}
+    if not names:
+        return None
+    factories: dict[str, Any] = {PLAIN_ENVIRONMENT: PlainEnvironment}
+    factories.update({name: environment_class(name) for name in sorted(names)})
+    return factories
+
+
+def peft_config(config: TrainConfig) -> Any:
+    lora = config.policy.lora
+    if lora is None:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def build(config: TrainConfig, services: Services, *, max_steps: int | None = None) -> Any:
+    """The ready-to-train ``GRPOTrainer`` for ``config``."""
+    from trl import GRPOTrainer
+
+    from rl.ptx import PtxData, PtxGRPOTrainer
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    policy = load_policy(config)
+    gyms = build_gyms(config, services.resources)
+    dataset = mixture(gyms, [e.weight for e in config.gyms], config.dataset_size, config.seed)
+    args = grpo_args(config, max_steps=max_steps)
+    decay = TemperatureDecay(config.temperature, args.max_steps)
+    callbacks: list[Any] = [decay]
+    if config.logging.progress:
+        callbacks.append(RichProgress())
+    trainer_class = PtxGRPOTrainer if config.ptx else GRPOTrainer
+    trainer: Any = trainer_class(
+        model=policy.model,
+        reward_funcs=reward_functions(config, gyms, policy.tokenizer),
+        args=args,
+        train_dataset=dataset,
+        processing_class=policy.tokenizer,
+        callbacks=callbacks,
+        peft_config=peft_config(config),
+        environment_factory=environment_factories(dataset),
+    )
+    decay.bind(trainer)
+    if config.ptx:
+        trainer.ptx = PtxData(
+            config.ptx.path,
+            policy.tokenizer,
+            batch_size=config.ptx.batch_size,
+            max_length=config.ptx.max_length,
+            seed=config.seed,
+        )
+        trainer.ptx_weight = config.ptx.weight
+    return trainer
+
+
+def train(config: TrainConfig, *, resume: str | bool = False) -> dict[str, Any]:
+    """Train (or resume: ``True`` for the latest checkpoint, or a checkpoint path)."""
+    out = Path(config.output_dir)
+    config.write(out)
+    with Services(config) as services:
+        trainer = build(config, services)
+        result = trainer.train(resume_from_checkpoint=resume or None)
+        trainer.save_model(str(out / "final"))
+    metrics = dict(result.metrics)
+    log.info("trained %s: %d steps, metrics %s", config.name, trainer.state.global_step, metrics)
+    return {"global_step": trainer.state.global_step, **metrics}
