@@ -42,6 +42,8 @@ bench: setup
 	$(PY) bench/critic.py
 	$(PY) bench/tool_registry.py
 	$(PY) bench/sandbox.py
+	$(PY) bench/grpo.py
+	$(PY) bench/grpo_learns.py
 
 clean:
 	rm -rf $(VENV) runs
