@@ -48,6 +48,8 @@ def run(config: SynthConfig, *, console: Console | None = None) -> dict[str, Any
     with _embedded_if_needed(config, console):
         endpoints: dict[str, Endpoint] = {role: config.endpoint(role) for role in ROLES}
         asyncio.run(preflight(endpoints))
+        if config.environment_mix.docker > 0:
+            _sandbox_ready(console)
         _init_ray(config)
         pool = ActorPool(
             endpoints,
@@ -93,6 +95,7 @@ def settings(config: SynthConfig) -> WorkerSettings:
         judge_threshold=j.threshold,
         judge_samples=j.samples,
         judge_max_tokens=j.max_tokens,
+        judge_reasoning_chars=j.reasoning_chars,
         tasks_per_agent=config.tasks.per_agent,
         difficulties=tuple(config.tasks.difficulties),
     )
@@ -112,6 +115,23 @@ async def preflight(endpoints: dict[str, Endpoint]) -> None:
                 await client.chat([Message(role="user", content="ping")], max_tokens=1)
             except LLMError as exc:
                 raise TaskError(f"endpoint for role {role!r} does not answer: {exc}") from exc
+
+
+def _sandbox_ready(console: Console) -> None:
+    """The Docker engine answers and the sandbox image exists (built now when missing)."""
+    from sandboxes.base import SandboxError
+    from sandboxes.docker import build_image, engine, image_exists
+
+    try:
+        engine()
+        if not image_exists():
+            console.print("building the sandbox image (about a minute, once) ...")
+            build_image()
+    except SandboxError as exc:
+        raise TaskError(
+            f"environment_mix.docker > 0 needs the Docker sandbox: {exc}; start Docker and run "
+            "`python -m sandboxes build-image`, or pass --set environment_mix.docker=0"
+        ) from exc
 
 
 # ---------------------------------------------------------------------- stages
