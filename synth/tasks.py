@@ -10,6 +10,7 @@ the caller as a generation failure; it never becomes a half-made task.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
@@ -72,9 +73,11 @@ def task_rubric(task_id: str, draft: TaskDraft) -> Rubric:
 async def make_tasks(
     agent: AgentSpec, count: int, difficulties: list[Difficulty], client: ChatClient, seed: int
 ) -> tuple[list[TaskSpec], list[str]]:
-    """``count`` tasks for ``agent``, and one line per task that could not be written."""
-    tasks, failures = [], []
-    for index in range(count):
+    """``count`` tasks for ``agent``, and one line per task that could not be written.
+
+    The tasks are written concurrently (they are independent), in order of index."""
+
+    async def one(index: int) -> TaskSpec | str:
         difficulty = difficulties[index % len(difficulties)]
         task_id = stable_id("task", agent.id, index, seed)
         rng = random.Random(task_id)
@@ -82,25 +85,25 @@ async def make_tasks(
         try:
             draft = await _draft(agent, difficulty, user_persona, rng, client)
         except Exception as exc:  # noqa: BLE001 - one unwritable task is reported, not fatal
-            failures.append(f"{task_id}: {type(exc).__name__}: {exc}"[:300])
-            continue
-        tasks.append(
-            TaskSpec(
-                id=task_id,
-                agent_id=agent.id,
-                domain=agent.domain,
-                difficulty=difficulty,
-                environment=agent.environment,
-                user_goal=draft.user_goal,
-                user_persona=user_persona,
-                hidden_info=draft.hidden_info,
-                initial_state=draft.initial_state,
-                rubric=task_rubric(task_id, draft),
-                expected_tools=draft.expected_tools,
-                checks=draft.checks,
-            )
+            return f"{task_id}: {type(exc).__name__}: {exc}"[:300]
+        return TaskSpec(
+            id=task_id,
+            agent_id=agent.id,
+            domain=agent.domain,
+            difficulty=difficulty,
+            environment=agent.environment,
+            user_goal=draft.user_goal,
+            user_persona=user_persona,
+            hidden_info=draft.hidden_info,
+            initial_state=draft.initial_state,
+            rubric=task_rubric(task_id, draft),
+            expected_tools=draft.expected_tools,
+            checks=draft.checks,
         )
-    return tasks, failures
+
+    done = await asyncio.gather(*(one(index) for index in range(count)))
+    tasks = [t for t in done if isinstance(t, TaskSpec)]
+    return tasks, [f for f in done if isinstance(f, str)]
 
 
 async def _draft(
