@@ -130,6 +130,9 @@ class JudgeConfig(_Strict):
     samples: int = Field(default=1, ge=1)
     """Judge samples averaged per trajectory."""
     max_tokens: int = Field(default=1024, ge=64)
+    reasoning_chars: int = Field(default=1200, ge=60)
+    """Bound on the judge's written reasoning (a third of it per criterion); small models
+    need it small to finish their answer within ``max_tokens``."""
 
 
 class RayConfig(_Strict):

@@ -54,6 +54,7 @@ async def decide(
     threshold: float | None = None,
     samples: int = 1,
     max_tokens: int = 1024,
+    reasoning_chars: int = 1200,
     box: DockerSandbox | None = None,
 ) -> Record:
     """Accept or reject ``trajectory``; see the module docstring for who decides."""
@@ -101,6 +102,7 @@ async def decide(
             threshold=threshold,
             samples=samples,
             max_tokens=max_tokens,
+            reasoning_chars=reasoning_chars,
         )
     except JudgeError as exc:
         return _record(

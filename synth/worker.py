@@ -39,6 +39,7 @@ class WorkerSettings:
     judge_threshold: float | None = None
     judge_samples: int = 1
     judge_max_tokens: int = 1024
+    judge_reasoning_chars: int = 1200
     tasks_per_agent: int = 3
     difficulties: tuple[Difficulty, ...] = ("single", "multi_step", "clarify")
     sandbox_pool: int = 2
@@ -91,6 +92,7 @@ class Worker:
             threshold=self.settings.judge_threshold,
             samples=self.settings.judge_samples,
             max_tokens=self.settings.judge_max_tokens,
+            reasoning_chars=self.settings.judge_reasoning_chars,
             box=self.sandbox() if task.checks.tests is not None else None,
         )
         return record.model_copy(update={"usage": self.usage_delta()})
