@@ -147,6 +147,7 @@ class ScriptedEndpoint(LoopbackServer):
         script: Script | Sequence[Reply | str] | Responder | None = None,
         *,
         latency_s: float = 0.0,
+        latency_spread: float = 0.0,
         capacity: int | None = None,
         over_capacity: Literal["wait", "429"] = "wait",
         faults: Faults | None = None,
@@ -163,6 +164,10 @@ class ScriptedEndpoint(LoopbackServer):
             script = Script(script)
         self.script = script
         self.latency_s = latency_s
+        if not 0.0 <= latency_spread <= 1.0:
+            raise ValueError(f"latency_spread must be in [0, 1], got {latency_spread}")
+        self.latency_spread = latency_spread
+        self._latency_rng = random.Random(faults.seed if faults else 0)
         self.capacity = capacity
         self.over_capacity = over_capacity
         self.faults = faults or Faults()
@@ -196,6 +201,13 @@ class ScriptedEndpoint(LoopbackServer):
         return web.json_response(
             {"object": "list", "data": [{"id": self.model, "object": "model"}]}
         )
+
+    def _latency(self) -> float:
+        """``latency_s``, or with ``latency_spread`` s a seeded uniform draw from
+        ``latency_s × [1 - s, 1 + s]`` (same mean: real endpoints answer unevenly)."""
+        if not self.latency_spread:
+            return self.latency_s
+        return self.latency_s * (1 + self.latency_spread * (2 * self._latency_rng.random() - 1))
 
     def _count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
@@ -238,7 +250,7 @@ class ScriptedEndpoint(LoopbackServer):
         self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
             if self.latency_s:
-                await asyncio.sleep(self.latency_s)
+                await asyncio.sleep(self._latency())
             if fault == "timeout":
                 self._count("timeout")
                 await asyncio.sleep(self.faults.hang_s)
