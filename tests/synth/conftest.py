@@ -43,3 +43,29 @@ def small_config(tmp_path: Path, **changes: object) -> SynthConfig:
     }
     data.update(changes)
     return SynthConfig.model_validate(data)
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    import ray
+
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",
+    )
+    yield
+    ray.shutdown()
+
+
+def scripted_config(tmp_path: Path, server: ScriptedEndpoint, **changes: object) -> SynthConfig:
+    role = {"preset": "openai-compatible", "base_url": server.url, "max_concurrency": 8}
+    endpoints = {r: role for r in ("generator", "agent", "user", "tool_simulator", "judge")}
+    return small_config(tmp_path, endpoints=endpoints, **changes)
+
+
+@pytest.fixture
+def api_env(monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "scripted")

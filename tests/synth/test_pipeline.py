@@ -3,45 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from llm.testing import ScriptedEndpoint
-from synth.config import SynthConfig
 from synth.store import RunStore
 from synth.testing import ScriptedWorld
 
-from .conftest import small_config
+from .conftest import scripted_config
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    import ray
-
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        _node_ip_address="127.0.0.1",
-    )
-    yield
-    ray.shutdown()
-
-
-def scripted_config(tmp_path: Path, server: ScriptedEndpoint, **changes: object) -> SynthConfig:
-    role = {"preset": "openai-compatible", "base_url": server.url, "max_concurrency": 8}
-    endpoints = {r: role for r in ("generator", "agent", "user", "tool_simulator", "judge")}
-    return small_config(tmp_path, endpoints=endpoints, **changes)
-
-
-@pytest.fixture
-def api_env(monkeypatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "scripted")
 
 
 def test_a_run_writes_a_reconciled_dataset(tmp_path, local_ray, api_env) -> None:
