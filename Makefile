@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.summit-installed
 
-.PHONY: setup run test test-fast lint bench clean
+.PHONY: setup system run test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 # The main job: the synthesis pipeline on the embedded model (local Ray on 127.0.0.1).
 # The demo's Docker share needs a running engine; without one the job runs without it
 # and says so.
-run: setup
+run: setup system
 	@if $(PY) -m sandboxes check >/dev/null 2>&1; then \
 		$(PY) -m synth run configs/synth/demo.yaml; \
 	else \
@@ -32,15 +32,21 @@ run: setup
 		$(PY) -m synth run configs/synth/demo.yaml --set environment_mix.docker=0; \
 	fi
 
-test: setup
+# System parts (Docker engine and debootstrap for the code sandbox, Chromium for the report
+# test): installed when missing where apt-get can run, else the tests that need them skip
+# and say why (scripts/system.sh).
+system:
+	@bash scripts/system.sh
+
+test: setup system
 	$(PY) -m pytest
 
 test-fast: setup
 	$(PY) -m pytest -m "not integration and not slow"
 
 lint: setup
-	$(VENV)/bin/ruff check llm tests bench
-	$(VENV)/bin/ruff format --check llm tests bench
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 bench: setup
