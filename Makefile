@@ -7,6 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.summit-installed
+CHECKED := llm tool_registry sandboxes rubrics synth rl tests bench
 
 .PHONY: setup system run test test-fast lint bench clean
 
@@ -45,8 +46,8 @@ test-fast: setup
 	$(PY) -m pytest -m "not integration and not slow"
 
 lint: setup
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check $(CHECKED)
+	$(VENV)/bin/ruff format --check $(CHECKED)
 	$(VENV)/bin/mypy
 
 bench: setup
