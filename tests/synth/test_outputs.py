@@ -63,6 +63,20 @@ def test_the_rl_prompt_set_has_one_row_per_task(finished) -> None:
     assert json.loads(prompts[0]["task"])["id"] == prompts[0]["id"]
 
 
+def test_the_rl_tool_use_gym_reads_the_exported_tasks(finished) -> None:
+    from rl.gyms.tool_use import read_tasks
+
+    out, _ = finished
+    executable = [
+        json.loads(line)
+        for line in (out / "tasks.jsonl").read_text().splitlines()
+        if json.loads(line)["environment"] == "executable"
+    ]
+    tasks = read_tasks(out / "rl_prompts.parquet")
+    assert sorted(t.task.id for t in tasks) == sorted(t["id"] for t in executable) != []
+    assert all(t.task.checks.expected_state is not None for t in tasks)
+
+
 @pytest.mark.slow
 def test_trl_sft_takes_a_step_on_the_dataset_with_the_embedded_model(finished, tmp_path) -> None:
     from datasets import load_dataset
