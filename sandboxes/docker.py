@@ -120,6 +120,23 @@ for name, text in files.items():
 """
 
 
+# PID 1 of every container: it only reaps. Processes a run leaves behind are killed when
+# it ends; those whose parent died first are reparented to PID 1, and a PID 1 that does not
+# wait (``sleep infinity``) would keep them as zombies for the container's lifetime. As
+# PID 1 it is also out of reach of the run's ``kill -9 -1``.
+_REAPER = r"""
+import os, signal
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+while True:
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+    signal.sigwait({signal.SIGCHLD})
+"""
+
+
 class DockerSandbox:
     """A warm pool of hardened containers. Use as a context manager; thread-safe."""
 
@@ -157,7 +174,7 @@ class DockerSandbox:
         lim = self.limits
         container = self.client.containers.run(
             self.image,
-            command=["sleep", "infinity"],
+            command=["python3", "-c", _REAPER],
             detach=True,
             network_disabled=True,
             network_mode="none",
@@ -229,7 +246,11 @@ class DockerSandbox:
         marker = f"@@summit-{secrets.token_hex(8)}@@"
         cap = lim.output_bytes + 1
         script = (
-            "n=$(ls /proc | grep -c '^[0-9]'); "
+            # Count this container's processes with a glob (no fork: PID 1 and this shell
+            # when clean). The last run's strays were SIGKILLed as it ended and PID 1 reaps
+            # them, but not instantly: give them up to 2 s to be gone before counting.
+            "i=0; while set -- /proc/[0-9]*; [ $# -gt 2 ] && [ $i -lt 100 ]; do "
+            "sleep 0.02; i=$((i+1)); done; n=$#; "
             "rm -rf /work/* /work/.[!.]* /tmp/* /tmp/.[!.]* 2>/dev/null; "
             f"python3 -c {_quote(_RUNNER)} {payload} || exit 99; "
             f"timeout -s KILL {lim.timeout_s:g} sh -c {_quote(shell)} >/tmp/.out 2>/tmp/.err; "
@@ -277,7 +298,7 @@ class DockerSandbox:
         if exit_code == 137 and not timed_out:
             container.reload()
             oom = True
-        clean_before = procs.strip().isdigit() and int(procs) <= 4  # sleep, sh, ls, grep
+        clean_before = procs.strip().isdigit() and int(procs) <= 2  # the reaper, this shell
         return RunResult(
             exit_code, stdout, stderr, timed_out, oom, duration, truncated
         ), clean_before

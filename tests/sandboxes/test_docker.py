@@ -90,7 +90,7 @@ def test_hostile_code_is_contained_and_the_next_run_is_clean(sandbox, code: str,
     assert after.ok, after
     listing, processes = after.stdout.splitlines()
     assert listing == "['main.py'] ['.err', '.out']"
-    assert int(processes) <= 5  # sleep, sh, timeout, sh, python
+    assert int(processes) <= 5  # reaper, sh, timeout, sh, python
 
 
 @pytest.mark.slow
