@@ -1,0 +1,390 @@
+"""The self-critique rubric reward: a pairwise critic ranks each GRPO group.
+
+:class:`CritiqueReward` is a TRL reward function (``fn(prompts, completions, **kw) ->
+list[float | None]``). Per reward call it
+
+1. cuts the batch into groups (:mod:`rl.critique.groups`) and keeps the rows of the
+   configured gyms;
+2. runs the prescriptive pre-checks of the judged rubrics: a flagged completion gets
+   ``precheck_reward`` and is not ranked;
+3. ranks every group with ``rubrics.rank`` against core + prescriptive + the row's own
+   rubrics, all groups concurrently, under a per-call budget and a concurrency cap, with
+   verdicts cached by (critic version, domain, rubrics, prompt, both completions);
+4. turns win rates into rewards (0..1, or centred on the group mean);
+5. where the gyms scored the same completions (the :class:`Scoreboard`), measures the
+   critic's agreement with the verifier per domain and collects verified pairs, and every
+   ``refinement.every`` steps refines the critic on the pairs it got wrong, measuring
+   held-out agreement before and after.
+
+A group whose critic calls failed gets ``None`` (TRL leaves it out) and a warning; nothing
+here raises into the training loop for a bad call. Metrics go through TRL's ``log_metric``
+and are also kept in :attr:`CritiqueReward.metrics`.
+
+Not here: back ends (``rl.critique.critics``, ``rl.critique.local``), agreement
+arithmetic (``rl.critique.agreement``), config (``rl.config.CriticConfig``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from rl.config import CriticConfig
+from rl.critique.agreement import AgreementLog, VerifiedPair, group_agreement, pair_agreement
+from rl.critique.critics import ComparatorFor, CriticBackend
+from rl.critique.groups import Group, groups, key, text_of
+from rubrics import JudgeError, Ranking, RubricError, library, rank
+from rubrics.critic import Comparator, Preference
+from rubrics.pairing import Outcome, PairingStrategy, strategy
+from rubrics.prechecks import CHECKS
+
+log = logging.getLogger(__name__)
+SKIPPED = "skipped: critic call budget spent"
+
+
+class Scoreboard:
+    """Verifier scores by (prompt, completion), written by the gym reward functions of the
+    same TRL call (they run before the critic) and read for agreement."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._scores: dict[str, float] = {}
+
+    def record(
+        self, prompts: list[Any], completions: list[Any], scores: list[float | None]
+    ) -> None:
+        if len(self._scores) > self.limit:
+            self._scores.clear()
+        for p, c, s in zip(prompts, completions, scores, strict=True):
+            if s is not None:
+                self._scores[key(json.dumps(p, default=str), text_of(c))] = float(s)
+
+    def get(self, prompt: Any, completion: Any) -> float | None:
+        return self._scores.get(key(json.dumps(prompt, default=str), text_of(completion)))
+
+
+class _Budgeted:
+    """A comparator that caches verdicts and spends at most ``budget`` real calls."""
+
+    def __init__(
+        self,
+        inner: Comparator,
+        cache: dict[str, tuple[Preference, str]],
+        tag: str,
+        state: dict[str, Any],
+    ) -> None:
+        self.inner, self.cache, self.tag, self.state = inner, cache, tag, state
+
+    async def __call__(self, prompt: str, first: str, second: str) -> tuple[Preference, str]:
+        k = key(self.tag, prompt, first, second)
+        if k in self.cache:
+            self.state["cache_hits"] += 1
+            return self.cache[k]
+        budget = self.state["budget"]
+        if budget is not None and self.state["calls"] >= budget:
+            raise JudgeError(SKIPPED)
+        self.state["calls"] += 1
+        async with self.state["semaphore"]:
+            verdict = await self.inner(prompt, first, second)
+        self.cache[k] = verdict
+        return verdict
+
+
+class _StopWhenStuck:
+    """A pairing strategy that ends the ranking after a round in which nothing resolved.
+
+    ``rubrics.rank`` asks for rounds until the strategy returns none, and ``all_pairs`` and
+    ``random`` start over while no outcome exists — so a round lost entirely to failures
+    or to the budget would be asked again forever.
+    """
+
+    def __init__(self, inner: PairingStrategy) -> None:
+        self.inner = inner
+        self._seen = -1
+
+    def next_round(self, k: int, results: list[Outcome]) -> list[tuple[int, int]]:
+        if len(results) == self._seen:
+            return []
+        self._seen = len(results)
+        return self.inner.next_round(k, results)
+
+
+class CritiqueReward:
+    """TRL reward: rank each group with a pairwise critic. See the module docstring."""
+
+    def __init__(
+        self,
+        config: CriticConfig,
+        backend: CriticBackend,
+        *,
+        num_generations: int,
+        scoreboard: Scoreboard | None = None,
+    ) -> None:
+        self.config = config
+        self.backend = backend
+        self.num_generations = num_generations
+        self.scoreboard = scoreboard
+        self.metrics: dict[str, float] = {}
+        """The last call's metrics (also sent to TRL's ``log_metric``)."""
+        self.rationales: list[str] = []
+        """A sample of the last call's pairwise rationales."""
+        self.held_out: list[VerifiedPair] = []
+        self.pending: list[VerifiedPair] = []
+        """Verified pairs the critic got wrong since the last refinement."""
+        self.refinements: list[dict[str, float | None]] = []
+        self._agreement = AgreementLog()
+        self._cache: dict[str, tuple[Preference, str]] = {}
+        self._last_refined = 0
+        self._known = set(library().rubrics)
+        self.__name__ = "critic"
+
+    def __call__(self, prompts: list[Any], completions: list[Any], **kw: Any) -> list[float | None]:
+        rewards, metrics = asyncio.run(self.score(prompts, completions, **kw))
+        state = kw.get("trainer_state")
+        step = int(getattr(state, "global_step", 0) or 0)
+        metrics.update(self._maybe_refine(step))
+        self.metrics = metrics
+        log_metric: Callable[[str, float], None] | None = kw.get("log_metric")
+        if log_metric is not None:
+            for name, value in metrics.items():
+                log_metric(name, value)
+        return rewards
+
+    async def score(
+        self, prompts: list[Any], completions: list[Any], **kw: Any
+    ) -> tuple[list[float | None], dict[str, float]]:
+        """Rewards and metrics for one batch (the async core of ``__call__``)."""
+        cfg = self.config
+        gyms: list[str] | None = kw.get("gym")
+        wanted = [
+            g
+            for g in groups(prompts, self.num_generations, gyms)
+            if cfg.gyms is None or g.domain in cfg.gyms
+        ]
+        out: list[float | None] = [None] * len(prompts)
+        state: dict[str, Any] = {
+            "calls": 0,
+            "cache_hits": 0,
+            "budget": cfg.calls_per_step,
+            "semaphore": asyncio.Semaphore(cfg.max_concurrency),
+        }
+        flagged = {i: self._flags(text_of(completions[i])) for g in wanted for i in g.indices}
+        async with self.backend.connect() as comparator_for:
+            rankings = await asyncio.gather(
+                *(self._rank(g, completions, flagged, comparator_for, state, kw) for g in wanted)
+            )
+        metrics: dict[str, float] = {"critic/calls": float(state["calls"])}
+        metrics["critic/cache_hits"] = float(state["cache_hits"])
+        failed = 0
+        self.rationales = []
+        for g, ranking in zip(wanted, rankings, strict=True):
+            values = self._rewards(g, ranking, flagged)
+            if values is None:
+                failed += 1
+                continue
+            for i, v in zip(g.indices, values, strict=True):
+                out[i] = v
+            if ranking is not None:
+                self._agree(g, ranking, prompts, completions, flagged)
+                self._sample_rationales(ranking)
+        metrics["critic/failed_groups"] = float(failed)
+        metrics.update(self._batch_stats(wanted, out, completions, flagged))
+        metrics.update({f"critic/agreement/{d}": a for d, a in self._agreement.take().items()})
+        for rationale in self.rationales:
+            log.info("critic rationale: %s", rationale)
+        return out, metrics
+
+    def _flags(self, text: str) -> list[str]:
+        checks = {c.precheck for _, c in library().merged(self.config.rubrics) if c.precheck}
+        return sorted(name for name in checks if CHECKS[name](text))
+
+    def _rubrics_of(self, group: Group, kw: dict[str, Any]) -> list[str]:
+        ids = list(self.config.rubrics)
+        column = kw.get(self.config.rubric_column)
+        raw = column[group.indices[0]] if column is not None else None
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except json.JSONDecodeError:
+                raw = [raw]
+        for rid in raw or []:
+            if rid not in self._known:
+                log.warning("critic: unknown rubric id %r on a row; ignored", rid)
+            elif rid not in ids:
+                ids.append(rid)
+        return ids
+
+    async def _rank(
+        self,
+        group: Group,
+        completions: list[Any],
+        flagged: dict[int, list[str]],
+        comparator_for: ComparatorFor,
+        state: dict[str, Any],
+        kw: dict[str, Any],
+    ) -> Ranking | None:
+        ranked = [i for i in group.indices if not flagged[i]]
+        if len(ranked) < 2:
+            return None
+        ids = self._rubrics_of(group, kw)
+        tag = f"{self.backend.version}\x00{group.domain}\x00{','.join(ids)}"
+        try:
+            inner = comparator_for(group.domain, ids)
+        except RubricError as exc:
+            log.warning("critic: cannot judge against %s: %s", ids, exc)
+            return Ranking(scores=[], win_rates=[], failures=1)
+        return await rank(
+            group.prompt,
+            [text_of(completions[i]) for i in ranked],
+            _Budgeted(inner, self._cache, tag, state),
+            pairing=_StopWhenStuck(
+                strategy(self.config.pairing, len(ranked), self.config.pairs_per_group)
+            ),
+            both_orders=self.config.both_orders,
+        )
+
+    def _rewards(
+        self, group: Group, ranking: Ranking | None, flagged: dict[int, list[str]]
+    ) -> list[float] | None:
+        """Rewards for the group's rows, or None when the critic failed on it."""
+        low = self.config.precheck_reward
+        if ranking is None:  # fewer than two rankable completions: nothing to compare
+            if len(group.indices) == 1 and not flagged[group.indices[0]]:
+                return None  # a lone completion (a group cut by the batch split)
+            return [low if flagged[i] else 1.0 for i in group.indices]
+        errors = [c.error for c in ranking.comparisons if c.error and c.error != SKIPPED]
+        resolved = [c for c in ranking.comparisons if c.preference is not None]
+        if errors or not ranking.win_rates or not resolved:
+            reason = errors[0] if errors else "no comparison resolved within the budget"
+            log.warning("critic: group of %r gets no reward: %s", group.prompt[:60], reason)
+            return None
+        wins = iter(ranking.win_rates)
+        values = [low if flagged[i] else next(wins) for i in group.indices]
+        if self.config.reward == "centred":
+            mean = sum(values) / len(values)
+            values = [v - mean for v in values]
+        return values
+
+    def _agree(
+        self,
+        group: Group,
+        ranking: Ranking,
+        prompts: list[Any],
+        completions: list[Any],
+        flagged: dict[int, list[str]],
+    ) -> None:
+        if self.scoreboard is None:
+            return
+        ranked = [i for i in group.indices if not flagged[i]]
+        verifier = [self.scoreboard.get(prompts[i], completions[i]) for i in ranked]
+        if sum(v is not None for v in verifier) < 2:
+            return
+        texts = [text_of(completions[i]) for i in ranked]
+        result = group_agreement(group.prompt, texts, ranking.scores, verifier, group.domain)
+        self._agreement.add(group.domain, result)
+        room = self.config.refinement.held_out - len(self.held_out)
+        fresh = [p for p in result.verified if p not in self.held_out]
+        self.held_out.extend(fresh[: max(room, 0)])
+        held = set(self.held_out)
+        self.pending.extend(p for p in result.disagreements if p not in held)
+
+    def _sample_rationales(self, ranking: Ranking) -> None:
+        if len(self.rationales) >= self.config.rationale_samples:
+            return
+        for c in ranking.comparisons:
+            if c.rationale and len(self.rationales) < self.config.rationale_samples:
+                self.rationales.append(f"{c.first} vs {c.second} -> {c.preference}: {c.rationale}")
+
+    def _batch_stats(
+        self,
+        wanted: list[Group],
+        rewards: list[float | None],
+        completions: list[Any],
+        flagged: dict[int, list[str]],
+    ) -> dict[str, float]:
+        rows = [i for g in wanted for i in g.indices]
+        stats: dict[str, float] = {}
+        if rows:
+            hits = [name for i in rows for name in flagged[i]]
+            for name in {
+                c.precheck for _, c in library().merged(self.config.rubrics) if c.precheck
+            }:
+                stats[f"critic/precheck/{name}"] = hits.count(name) / len(rows)
+        scored = [i for i in rows if rewards[i] is not None]
+        if scored:
+            values = [float(rewards[i] or 0.0) for i in scored]
+            stats["critic/reward_mean"] = sum(values) / len(values)
+            lengths = [float(len(text_of(completions[i]))) for i in scored]
+            corr = pearson(lengths, values)
+            if corr is not None:
+                stats["critic/length_correlation"] = corr
+        return stats
+
+    def _maybe_refine(self, step: int) -> dict[str, float]:
+        cfg = self.config.refinement
+        if cfg.method == "none" or not self.pending or step - self._last_refined < cfg.every:
+            return {}
+        before = self.held_out_agreement()
+        pairs, self.pending = self.pending, []
+        self.backend.refine(pairs)
+        self._last_refined = step
+        after = self.held_out_agreement()
+        self.refinements.append(
+            {"step": step, "pairs": len(pairs), "before": before, "after": after}
+        )
+        log.info(
+            "critic refined on %d pairs at step %d: held-out %s -> %s",
+            len(pairs),
+            step,
+            before,
+            after,
+        )
+        metrics = {"critic/refine/pairs": float(len(pairs))}
+        if before is not None and after is not None:
+            metrics.update(
+                {"critic/refine/held_out_before": before, "critic/refine/held_out_after": after}
+            )
+        return metrics
+
+    def held_out_agreement(self) -> float | None:
+        """Agreement of the current critic on the held-out verified pairs (both orders)."""
+        if not self.held_out:
+            return None
+        return asyncio.run(_held_out(self.backend, self.config.rubrics, self.held_out))
+
+
+async def _held_out(
+    backend: CriticBackend, rubrics: list[str], pairs: list[VerifiedPair]
+) -> float | None:
+    scores: list[float] = []
+    async with backend.connect() as comparator_for:
+        by_domain: dict[str, list[VerifiedPair]] = {}
+        for p in pairs:
+            by_domain.setdefault(p.domain, []).append(p)
+        for domain, chunk in by_domain.items():
+            value = await pair_agreement(comparator_for(domain, rubrics), chunk)
+            if value is not None:
+                scores.extend([value] * len(chunk))
+    return sum(scores) / len(scores) if scores else None
+
+
+def pearson(xs: list[float], ys: list[float]) -> float | None:
+    """Pearson correlation; None when either side is constant or too short.
+
+    >>> round(pearson([1, 2, 3], [2, 4, 7]), 3)
+    0.993
+    """
+    n = len(xs)
+    if n < 3:
+        return None
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    sxx = sum((x - mx) ** 2 for x in xs)
+    syy = sum((y - my) ** 2 for y in ys)
+    if sxx <= 0 or syy <= 0:
+        return None
+    return sxy / math.sqrt(sxx * syy)
