@@ -136,6 +136,90 @@ class SandboxConfig(BaseModel):
     """Wall-clock limit per program."""
 
 
+class RefinementConfig(BaseModel):
+    """Closed-loop critic refinement on verified pairs (see ``docs/critique.md``)."""
+
+    model_config = STRICT
+    method: Literal["none", "in_context", "dpo"] = "none"
+    """``in_context``: verified pairs become exemplars in an endpoint critic's prompt;
+    ``dpo``: a TRL DPO round on the local critic (``critic.local_model``); ``none``: off."""
+    every: int = Field(10, ge=1)
+    """Refine every this many optimizer steps (when new disagreements were collected)."""
+    held_out: int = Field(16, ge=0)
+    """Verified pairs set aside (the first ones seen) to measure agreement before and after
+    each refinement; never used to refine."""
+    exemplars: int = Field(4, ge=1)
+    """``in_context``: verified comparisons shown per critic call."""
+    steps: int = Field(2, ge=1)
+    """``dpo``: optimizer steps per refinement round."""
+    learning_rate: float = Field(1e-5, gt=0)
+    """``dpo``: learning rate of the round."""
+    beta: float = Field(0.1, gt=0)
+    """``dpo``: DPO's KL temperature."""
+
+
+class CriticConfig(BaseModel):
+    """The self-critique rubric reward: a pairwise critic ranks each GRPO group."""
+
+    model_config = STRICT
+    endpoint: str = "embedded"
+    """Endpoint preset of an API critic (``kimi-k2``, ``vllm``, ``embedded``...)."""
+    model: str | None = None
+    """Model name or preset variant for ``endpoint``; the preset's default when unset."""
+    local_model: str | None = None
+    """A trainable critic loaded in process instead of ``endpoint``: ``embedded``
+    (SmolLM2) or a local model directory. It judges by the log-odds of answering A vs B."""
+    rubrics: list[str] = Field(default_factory=lambda: ["core", "prescriptive"], min_length=1)
+    """Rubric ids every group is judged against; a row's own ids (``rubric_column``) add."""
+    rubric_column: str = "rubrics"
+    """Dataset column with the row's own rubric ids (a list or a JSON list); optional."""
+    pairing: Literal["all_pairs", "random", "swiss", "knockout", "adaptive", "mergesort"] = (
+        "all_pairs"
+    )
+    """Pairing strategy of ``rubrics.rank``."""
+    pairs_per_group: int | None = Field(None, ge=1)
+    """Pair budget of the ``random`` and ``adaptive`` strategies."""
+    both_orders: bool = True
+    """Judge each pair in both orders (cancels position bias, doubles calls)."""
+    calls_per_step: int | None = Field(None, ge=1)
+    """Critic calls allowed per reward call (one generation batch); calls past it are
+    skipped, cached verdicts are free. Unset: no cap."""
+    max_concurrency: int = Field(8, ge=1)
+    """Critic calls in flight."""
+    reward: Literal["win_rate", "centred"] = "win_rate"
+    """``win_rate`` in 0..1, or ``centred``: win rate minus the group mean."""
+    reward_weight: float = 1.0
+    """Weight of the critic reward against the gyms' ``reward_weight``."""
+    gyms: list[str] | None = None
+    """Gyms whose rows get the critic reward; unset: all."""
+    precheck_reward: float = 0.0
+    """Reward of a completion a prescriptive pre-check flags (it is not ranked)."""
+    rationale_samples: int = Field(2, ge=0)
+    """Pairwise rationales logged per reward call."""
+    refinement: RefinementConfig = Field(default_factory=RefinementConfig)
+
+    @model_validator(mode="after")
+    def _refinement_fits_backend(self) -> CriticConfig:
+        method = self.refinement.method
+        if method == "dpo" and self.local_model is None:
+            raise ValueError("refinement.method dpo trains a local critic: set local_model")
+        if method == "in_context" and self.local_model is not None:
+            raise ValueError(
+                "refinement.method in_context is for endpoint critics; a local_model "
+                "critic is refined with dpo"
+            )
+        from rubrics import RubricError, library
+
+        try:
+            known = set(library().rubrics)
+        except RubricError:  # a broken library is reported by `rubrics validate`
+            return self
+        unknown = [r for r in self.rubrics if r not in known]
+        if unknown:
+            raise ValueError(f"unknown rubric ids {unknown}; known: {', '.join(sorted(known))}")
+        return self
+
+
 class GrpoConfig(BaseModel):
     """The GRPO knobs passed to TRL's ``GRPOConfig`` (same names, same meaning)."""
 
@@ -227,6 +311,8 @@ class TrainConfig(BaseModel):
     """The judge for faithfulness, safety and rubric-judged tool-use tasks."""
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     """The Docker sandbox for the code gym."""
+    critic: CriticConfig | None = None
+    """The self-critique rubric reward; off when unset."""
     grpo: GrpoConfig = Field(default_factory=GrpoConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
@@ -241,6 +327,10 @@ class TrainConfig(BaseModel):
                     f"gym {entry.gym}: max_tokens {entry.max_tokens} exceeds "
                     f"grpo.max_completion_length {self.grpo.max_completion_length}"
                 )
+        if self.critic and self.critic.gyms:
+            missing = sorted(set(self.critic.gyms) - set(names))
+            if missing:
+                raise ValueError(f"critic.gyms names gyms not in the mixture: {missing}")
         return self
 
     def content_hash(self) -> str:

@@ -43,18 +43,26 @@ class Services(contextlib.ExitStack):
         self.config = config
         self.resources = Resources(judge=self._judge, sandbox=self._sandbox)
 
+    def critic_endpoint(self) -> Any:
+        """The critic's endpoint (starting the embedded server if it is ``embedded``)."""
+        critic = self.config.critic
+        if critic is None:
+            raise ValueError("this run has no critic block")
+        return self._endpoint(critic.endpoint, critic.model, critic.max_concurrency)
+
     def _judge(self) -> Any:
+        judge = self.config.judge
+        return self._endpoint(judge.endpoint, judge.model, judge.max_concurrency)
+
+    def _endpoint(self, name: str, model: str | None, max_concurrency: int) -> Any:
         from llm import get_endpoint
         from llm.endpoints import EMBEDDED_URL_ENV
 
-        judge = self.config.judge
-        if judge.endpoint == "embedded" and not os.environ.get(EMBEDDED_URL_ENV):
+        if name == "embedded" and not os.environ.get(EMBEDDED_URL_ENV):
             from llm.embedded import EmbeddedServer
 
             self.enter_context(EmbeddedServer())  # exports SUMMIT_EMBEDDED_URL while it runs
-        return get_endpoint(
-            judge.endpoint, model=judge.model, max_concurrency=judge.max_concurrency
-        )
+        return get_endpoint(name, model=model, max_concurrency=max_concurrency)
 
     def _sandbox(self) -> Any:
         from sandboxes.docker import IMAGE, DockerSandbox, Limits
@@ -92,14 +100,65 @@ def build_gyms(config: TrainConfig, resources: Resources) -> list[Gym]:
     return [build_gym(e.gym, e.options, resources) for e in config.gyms]
 
 
-def reward_functions(config: TrainConfig, gyms: list[Gym], tokenizer: Any) -> list[Any]:
+def reward_functions(
+    config: TrainConfig, gyms: list[Gym], tokenizer: Any, services: Services | None = None
+) -> list[Any]:
+    """One reward per gym, then the self-critique reward last when ``config.critic`` is set
+    (TRL calls them in order, so the critic reads the gyms' scores of the same batch)."""
+
     def decode(ids: list[int]) -> str:
         return str(tokenizer.decode(ids, skip_special_tokens=True))
 
-    return [
+    funcs = [
         reward_function(gym, budget=Budget(e.max_tokens, config.budget_penalty), decode=decode)
         for gym, e in zip(gyms, config.gyms, strict=True)
     ]
+    if config.critic is None:
+        return funcs
+    from rl.critique import CritiqueReward, Scoreboard
+
+    board = Scoreboard()
+    critic = CritiqueReward(
+        config.critic,
+        critic_backend(config, services),
+        num_generations=config.grpo.num_generations,
+        scoreboard=board,
+    )
+    return [_recorded(f, board) for f in funcs] + [critic]
+
+
+def _recorded(func: Any, board: Any) -> Any:
+    """``func`` that also writes its scores on the critic's score board."""
+
+    def reward(prompts: list[Any], completions: list[Any], **kw: Any) -> list[float | None]:
+        scores = func(prompts, completions, **kw)
+        board.record(prompts, completions, scores)
+        return list(scores)
+
+    reward.__name__ = func.__name__
+    return reward
+
+
+def critic_backend(config: TrainConfig, services: Services | None) -> Any:
+    """The critic of ``config.critic``: a local trainable model or an endpoint preset
+    (resolved on first use, through ``services`` when given so ``embedded`` is started)."""
+    from rl.critique import EndpointCritic
+    from rl.critique.local import LocalCritic
+
+    critic = config.critic
+    if critic is None:
+        raise ValueError("critic_backend needs a config with a critic block")
+    if critic.local_model is not None:
+        return LocalCritic.load(critic.local_model, critic.refinement, critic.rubrics)
+    exemplars = critic.refinement.exemplars if critic.refinement.method == "in_context" else 0
+    if services is not None:
+        return EndpointCritic(services.critic_endpoint, exemplars=exemplars)
+    from llm import get_endpoint
+
+    endpoint = get_endpoint(
+        critic.endpoint, model=critic.model, max_concurrency=critic.max_concurrency
+    )
+    return EndpointCritic(endpoint, exemplars=exemplars)
 
 
 def grpo_args(config: TrainConfig, *, max_steps: int | None = None) -> Any:
@@ -113,7 +172,8 @@ def grpo_args(config: TrainConfig, *, max_steps: int | None = None) -> Any:
         output_dir=config.output_dir,
         seed=config.seed,
         temperature=config.temperature.start,
-        reward_weights=[e.reward_weight for e in config.gyms],
+        reward_weights=[e.reward_weight for e in config.gyms]
+        + ([config.critic.reward_weight] if config.critic else []),
         report_to=list(config.logging.report_to),
         disable_tqdm=config.logging.progress,
         model_init_kwargs={"dtype": config.policy.dtype},
@@ -165,7 +225,7 @@ def build(config: TrainConfig, services: Services, *, max_steps: int | None = No
     trainer_class = PtxGRPOTrainer if config.ptx else GRPOTrainer
     trainer: Any = trainer_class(
         model=policy.model,
-        reward_funcs=reward_functions(config, gyms, policy.tokenizer),
+        reward_funcs=reward_functions(config, gyms, policy.tokenizer, services),
         args=args,
         train_dataset=dataset,
         processing_class=policy.tokenizer,
