@@ -127,10 +127,15 @@ async def rank(
             calls = [(i, j) if shuffle.random() < 0.5 else (j, i) for i, j in pairs]
         done = await asyncio.gather(*(_compare(critic, prompt, responses, a, b) for a, b in calls))
         comparisons.extend(done)
+        resolved = len(outcomes)
         for i, j in pairs:
             views = [c for c in done if {c.first, c.second} == {i, j} and c.preference]
             if views:
                 outcomes.append(Outcome(i, j, sum(_score_for(i, c) for c in views) / len(views)))
+        if len(outcomes) == resolved:
+            # A round that resolved nothing (every call failed) ends the ranking: the
+            # strategies that plan from outcomes would only ask the same round again.
+            break
     return Ranking(
         scores=bradley_terry(k, outcomes),
         win_rates=win_rates(k, outcomes),

@@ -80,6 +80,18 @@ async def test_failed_comparisons_degrade_to_fewer_comparisons() -> None:
     assert ranking.scores[3] > ranking.scores[1] > ranking.scores[0]
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("pairing", ["all_pairs", "random", "swiss", "knockout", "adaptive"])
+async def test_a_critic_that_always_fails_ends_the_ranking(pairing: str) -> None:
+    async with ScriptedEndpoint(lambda request: "not json") as server:
+        async with ChatClient(server.endpoint(max_retries=0)) as client:
+            ranking = await rank(
+                "q", RESPONSES, LLMCritic(client, ["core"]), pairing=pairing, budget=4
+            )
+    assert ranking.calls > 0 and ranking.failures == ranking.calls
+    assert ranking.win_rates == [0.5] * 4
+
+
 def test_win_rate_and_bradley_terry_maths() -> None:
     outcomes = [Outcome(0, 1, 1.0), Outcome(0, 1, 1.0), Outcome(0, 1, 0.0), Outcome(1, 2, 0.5)]
     assert win_rates(3, outcomes) == [2 / 3, 1.5 / 4, 0.5]
