@@ -157,6 +157,9 @@ class LocalCritic:
                 logging_steps=1,
                 disable_tqdm=True,
                 use_cpu=self.model.device.type == "cpu",
+                # DPOConfig defaults to bf16 autocast; on a CPU that made one step of the
+                # 135M critic take minutes instead of seconds
+                bf16=self.model.device.type == "cuda",
                 max_length=None,
                 gradient_checkpointing=False,
                 dataloader_num_workers=0,
