@@ -33,12 +33,14 @@ from rubrics.render import defuse, nonce
 ComparatorFor = Callable[[str, list[str]], Comparator]
 """``(domain, rubric ids) -> comparator`` for one group."""
 
-_TEMPLATE = jinja2.Environment(
+TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent),
     undefined=jinja2.StrictUndefined,
     autoescape=False,
     keep_trailing_newline=True,
-).get_template("exemplars.jinja")
+)
+"""The critics' prompt templates (``*.jinja`` beside this module)."""
+_TEMPLATE = TEMPLATES.get_template("exemplars.jinja")
 
 
 class CriticBackend(Protocol):

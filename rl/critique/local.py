@@ -22,23 +22,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from rl.config import RefinementConfig
 from rl.critique.agreement import VerifiedPair
-from rl.critique.critics import ComparatorFor
+from rl.critique.critics import TEMPLATES, ComparatorFor
 from rubrics.critic import Comparator, Preference
 from rubrics.judge import keyed
 from rubrics.loader import library
 from rubrics.render import defuse, nonce
 
 log = logging.getLogger(__name__)
-_TEMPLATE = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent),
-    undefined=jinja2.StrictUndefined,
-    autoescape=False,
-    keep_trailing_newline=True,
-).get_template("local_pair.jinja")
+_TEMPLATE = TEMPLATES.get_template("local_pair.jinja")
 
 
 class LocalCritic:

@@ -39,7 +39,7 @@ from rl.critique.critics import ComparatorFor, CriticBackend
 from rl.critique.groups import Group, groups, key, text_of
 from rubrics import JudgeError, Ranking, RubricError, library, rank
 from rubrics.critic import Comparator, Preference
-from rubrics.pairing import Outcome, PairingStrategy, strategy
+from rubrics.pairing import strategy
 from rubrics.prechecks import CHECKS
 
 log = logging.getLogger(__name__)
@@ -92,25 +92,6 @@ class _Budgeted:
             verdict = await self.inner(prompt, first, second)
         self.cache[k] = verdict
         return verdict
-
-
-class _StopWhenStuck:
-    """A pairing strategy that ends the ranking after a round in which nothing resolved.
-
-    ``rubrics.rank`` asks for rounds until the strategy returns none, and ``all_pairs`` and
-    ``random`` start over while no outcome exists — so a round lost entirely to failures
-    or to the budget would be asked again forever.
-    """
-
-    def __init__(self, inner: PairingStrategy) -> None:
-        self.inner = inner
-        self._seen = -1
-
-    def next_round(self, k: int, results: list[Outcome]) -> list[tuple[int, int]]:
-        if len(results) == self._seen:
-            return []
-        self._seen = len(results)
-        return self.inner.next_round(k, results)
 
 
 class CritiqueReward:
@@ -241,9 +222,7 @@ class CritiqueReward:
             group.prompt,
             [text_of(completions[i]) for i in ranked],
             _Budgeted(inner, self._cache, tag, state),
-            pairing=_StopWhenStuck(
-                strategy(self.config.pairing, len(ranked), self.config.pairs_per_group)
-            ),
+            pairing=strategy(self.config.pairing, len(ranked), self.config.pairs_per_group),
             both_orders=self.config.both_orders,
         )
 
