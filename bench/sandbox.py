@@ -23,7 +23,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sandboxes.code import check_program, run_programs
-from sandboxes.docker import DockerSandbox, Limits, build_image, image_exists
+from sandboxes.docker import DockerSandbox, Limits, ensure_image
 
 
 def main() -> None:
@@ -43,8 +43,7 @@ def main() -> None:
         check_program(p["prompt"], p["canonical_solution"], p["test"], p["entry_point"])
         for p in problems
     ]
-    if not image_exists():
-        build_image()
+    ensure_image()
     figures: dict[str, float] = {"humaneval_total": len(problems)}
     with DockerSandbox(pool_size=args.pool, limits=Limits(timeout_s=10)) as box:
         started = time.perf_counter()

@@ -28,6 +28,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,16 @@ def image_exists(tag: str = IMAGE) -> bool:
         return True
     except ImageNotFound:
         return False
+
+
+def ensure_image(tag: str = IMAGE, *, announce: Callable[[str], None] | None = None) -> str:
+    """``tag``, built first when missing (``announce`` is told before the minute it takes).
+    Raises :class:`SandboxError` when no engine answers or the build fails."""
+    if not image_exists(tag):
+        if announce is not None:
+            announce(f"building the sandbox image {tag} (about a minute, once) ...")
+        build_image(tag)
+    return tag
 
 
 def build_image(tag: str = IMAGE, *, suite: str = "bookworm") -> str:

@@ -120,13 +120,10 @@ async def preflight(endpoints: dict[str, Endpoint]) -> None:
 def _sandbox_ready(console: Console) -> None:
     """The Docker engine answers and the sandbox image exists (built now when missing)."""
     from sandboxes.base import SandboxError
-    from sandboxes.docker import build_image, engine, image_exists
+    from sandboxes.docker import ensure_image
 
     try:
-        engine()
-        if not image_exists():
-            console.print("building the sandbox image (about a minute, once) ...")
-            build_image()
+        ensure_image(announce=console.print)
     except SandboxError as exc:
         raise TaskError(
             f"environment_mix.docker > 0 needs the Docker sandbox: {exc}; start Docker and run "

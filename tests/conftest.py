@@ -24,16 +24,14 @@ def sandbox_image() -> str:
     from sandboxes.base import SandboxError
 
     try:
-        from sandboxes.docker import IMAGE, build_image, engine, image_exists
+        from sandboxes.docker import ensure_image
 
-        engine()
-        if not image_exists():
-            build_image()
+        image = ensure_image()
     except SandboxError as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"Docker sandbox unavailable in CI: {exc}")
         pytest.skip(f"no Docker sandbox here: {exc}")
-    return IMAGE
+    return image
 
 
 @pytest.fixture(scope="session")
