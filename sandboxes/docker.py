@@ -2,10 +2,12 @@
 
 What it covers: no network, memory / CPU / process-count limits, a read-only root with a
 size-limited tmpfs work directory, a non-root user with every capability dropped, a
-wall-clock timeout enforced twice (``timeout -s KILL`` inside, a host-side deadline that
+wall-clock timeout enforced twice (by the agent inside, by a host-side deadline that
 kills the container), output capped by the tmpfs and read back truncated, and a warm pool
 of containers reset between uses (work directory wiped, the user's stray processes
-killed; a container that cannot be reset is replaced). What it does not cover: kernel
+killed; a container that cannot be reset is replaced). Each container's PID 1 is a small
+agent the host talks to over one attach socket, so a run costs a line each way instead
+of a ``docker exec``. What it does not cover: kernel
 exploits (it is a container, not a VM), GPU access, or languages other than those in the
 image (Python 3 in the default image).
 
@@ -17,7 +19,6 @@ gives the same image. This is the only module that imports ``docker``.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import logging
@@ -35,6 +36,7 @@ from typing import Any
 
 import docker
 from docker.errors import DockerException, ImageNotFound
+from docker.utils.socket import SocketError, read_exactly
 
 from sandboxes.base import SandboxError
 
@@ -120,32 +122,149 @@ def build_image(tag: str = IMAGE, *, suite: str = "bookworm") -> str:
     return tag
 
 
-_RUNNER = r"""
-import base64, json, os, sys
-files = json.loads(base64.b64decode(sys.argv[1]))
-for name, text in files.items():
-    path = os.path.join("/work", name)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as handle:
-        handle.write(text)
-"""
+# PID 1 of every container: a small agent that takes one job per line on its stdin (the
+# host attaches to it once per container, so a run costs no ``docker exec``) and answers one
+# JSON line on its stdout. Per job: wipe /work and /tmp, write the files, run the command
+# under ``sh -c`` with stdin closed and stdout/stderr in unlinked files (the program cannot
+# reach them by name), kill it at the deadline, then SIGKILL every process left (``kill -1``
+# spares the caller, and PID 1 cannot be SIGKILLed from inside its namespace) and reap them
+# all (as PID 1 it inherits every orphan). It makes itself non-dumpable, so programs, which
+# run as the same user, cannot open /proc/1/fd to forge its answers; an answer also carries
+# the job's id, which only the host and the agent know.
+_AGENT = r"""
+import ctypes, json, os, shutil, signal, subprocess, sys, tempfile, time
+LIBC = ctypes.CDLL(None)
+LIBC.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
 
 
-# PID 1 of every container: it only reaps. Processes a run leaves behind are killed when
-# it ends; those whose parent died first are reparented to PID 1, and a PID 1 that does not
-# wait (``sleep infinity``) would keep them as zombies for the container's lifetime. As
-# PID 1 it is also out of reach of the run's ``kill -9 -1``.
-_REAPER = r"""
-import os, signal
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
-while True:
+def reap():
     try:
         while os.waitpid(-1, os.WNOHANG)[0] > 0:
             pass
     except ChildProcessError:
         pass
-    signal.sigwait({signal.SIGCHLD})
+
+
+def scrub(seconds):
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        reap()
+        if not [p for p in os.listdir("/proc") if p.isdigit() and p != "1"]:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+
+
+def wipe(root):
+    for name in os.listdir(root):
+        path = os.path.join(root, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+def doomed():
+    # the program, not the agent, is what the OOM killer should take (the child is
+    # dumpable again so it may write its own /proc entry; exec would make it so anyway)
+    LIBC.prctl(4, 1, 0, 0, 0)
+    try:
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write("1000")
+    except OSError:
+        pass
+
+
+def run(job):
+    wipe("/work")
+    wipe("/tmp")
+    try:
+        for name, text in job["files"].items():
+            path = os.path.realpath(os.path.join("/work", name))
+            if not path.startswith("/work/"):
+                raise ValueError(f"{name!r} is outside the work directory")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as handle:
+                handle.write(text)
+    except (OSError, ValueError) as exc:
+        return {"error": f"could not write files: {exc}"}
+    cap = job["cap"]
+    with tempfile.TemporaryFile(dir="/tmp") as out, tempfile.TemporaryFile(dir="/tmp") as err:
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            ["sh", "-c", job["command"]], cwd="/work", stdin=subprocess.DEVNULL,
+            stdout=out, stderr=err, preexec_fn=doomed,
+        )
+        timed_out = False
+        try:
+            code = proc.wait(job["timeout"])
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            proc.kill()
+            code = proc.wait()
+        duration = time.monotonic() - started
+        clean = scrub(2.0)
+        sizes = []
+        texts = []
+        for handle in (out, err):
+            sizes.append(handle.seek(0, 2))
+            handle.seek(0)
+            texts.append(handle.read(cap).decode(errors="replace"))
+    return {
+        "exit_code": 128 - code if code < 0 else code, "stdout": texts[0], "stderr": texts[1],
+        "timed_out": timed_out, "duration_s": duration, "truncated": max(sizes) > cap,
+        "clean": clean,
+    }
+
+
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+for line in sys.stdin.buffer:
+    job = json.loads(line)
+    answer = run(job)
+    answer["id"] = job["id"]
+    sys.stdout.buffer.write(json.dumps(answer).encode() + b"\n")
+    sys.stdout.buffer.flush()
 """
+
+
+class _Channel:
+    """The host end of a container's agent: its stdin and stdout over one attach socket."""
+
+    def __init__(self, container: Any) -> None:
+        self.socket = container.attach_socket(params={"stdin": 1, "stdout": 1, "stream": 1})
+        self.raw = self.socket._sock  # the SDK's documented way to write to an attach socket
+        self.buffer = b""
+
+    def ask(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
+        """Send a job, wait for its answer; None when the agent died or missed the deadline."""
+        self.raw.settimeout(timeout_s)
+        try:
+            self.raw.sendall(json.dumps(job).encode() + b"\n")
+            while True:
+                line, sep, rest = self.buffer.partition(b"\n")
+                if sep:
+                    self.buffer = rest
+                    answer = json.loads(line)
+                    if answer.get("id") == job["id"]:
+                        return dict(answer)
+                    continue
+                header = read_exactly(self.raw, 8)  # docker's stream multiplexing
+                size = int.from_bytes(header[4:], "big")
+                self.buffer += read_exactly(self.raw, size)
+        except (OSError, SocketError, ValueError):
+            return None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.socket.close()
 
 
 class DockerSandbox:
@@ -164,6 +283,7 @@ class DockerSandbox:
             ) from exc
         self._idle: queue.Queue[Any] = queue.Queue()
         self._all: list[Any] = []
+        self._channels: dict[str, _Channel] = {}
         self._lock = threading.Lock()
         for _ in range(pool_size):
             self._idle.put(self._start())
@@ -176,17 +296,17 @@ class DockerSandbox:
 
     def close(self) -> None:
         with self._lock:
-            containers, self._all = self._all, []
+            containers = list(self._all)
         for container in containers:
-            with contextlib.suppress(DockerException):
-                container.remove(force=True)
+            self._discard(container)
 
     def _start(self) -> Any:
         lim = self.limits
         container = self.client.containers.run(
             self.image,
-            command=["python3", "-c", _REAPER],
+            command=["python3", "-c", _AGENT],
             detach=True,
+            stdin_open=True,
             network_disabled=True,
             network_mode="none",
             mem_limit=f"{lim.memory_mb}m",
@@ -204,16 +324,24 @@ class DockerSandbox:
             security_opt=["no-new-privileges"],
             labels={"summit": "sandbox"},
         )
+        channel = _Channel(container)
         with self._lock:
             self._all.append(container)
+            self._channels[container.id] = channel
         return container
 
-    def _replace(self, container: Any) -> Any:
+    def _discard(self, container: Any) -> None:
         with self._lock:
             if container in self._all:
                 self._all.remove(container)
+            channel = self._channels.pop(container.id, None)
+        if channel is not None:
+            channel.close()
         with contextlib.suppress(DockerException):
             container.remove(force=True)
+
+    def _replace(self, container: Any) -> Any:
+        self._discard(container)
         return self._start()
 
     def run(self, files: dict[str, str], command: list[str] | str) -> RunResult:
@@ -239,80 +367,59 @@ class DockerSandbox:
         except DockerException as exc:
             raise SandboxError(f"sandbox container failed: {exc}") from exc
         finally:
-            with self._lock:
-                if container in self._all:
-                    self._all.remove(container)
-            with contextlib.suppress(DockerException):
-                container.remove(force=True)
+            self._discard(container)
 
     def _run_in(
         self, container: Any, files: dict[str, str], command: list[str] | str
     ) -> tuple[RunResult, bool]:
-        """One ``exec`` does it all: check the container is clean, wipe the work dirs, write
-        the files, run under ``timeout``, print the capped outputs between markers, and
-        finally kill every process of the sandbox user (so nothing outlives the run)."""
+        """One job for the container's agent (see ``_AGENT``); also says whether the
+        container is fit for the next run."""
         lim = self.limits
-        payload = base64.b64encode(json.dumps(files).encode()).decode()
         shell = command if isinstance(command, str) else " ".join(_quote(c) for c in command)
-        marker = f"@@summit-{secrets.token_hex(8)}@@"
-        cap = lim.output_bytes + 1
-        script = (
-            # Count this container's processes with a glob (no fork: PID 1 and this shell
-            # when clean). The last run's strays were SIGKILLed as it ended and PID 1 reaps
-            # them, but not instantly: give them up to 2 s to be gone before counting.
-            "i=0; while set -- /proc/[0-9]*; [ $# -gt 2 ] && [ $i -lt 100 ]; do "
-            "sleep 0.02; i=$((i+1)); done; n=$#; "
-            "rm -rf /work/* /work/.[!.]* /tmp/* /tmp/.[!.]* 2>/dev/null; "
-            f"python3 -c {_quote(_RUNNER)} {payload} || exit 99; "
-            f"timeout -s KILL {lim.timeout_s:g} sh -c {_quote(shell)} >/tmp/.out 2>/tmp/.err; "
-            "rc=$?; "
-            f'echo "{marker} $rc $n"; head -c {cap} /tmp/.out; echo "{marker}"; '
-            f"head -c {cap} /tmp/.err; kill -9 -1 2>/dev/null"
-        )
+        job = {
+            "id": secrets.token_hex(8),
+            "files": files,
+            "command": shell,
+            "timeout": lim.timeout_s,
+            "cap": lim.output_bytes,
+        }
+        with self._lock:
+            channel = self._channels[container.id]
         started = time.monotonic()
-        outcome: dict[str, Any] = {}
-
-        def target() -> None:
-            try:
-                outcome["exec"] = container.exec_run(["sh", "-c", script], user=USER)
-            except DockerException as exc:
-                outcome["error"] = exc
-
-        worker = threading.Thread(target=target, daemon=True)
-        worker.start()
-        worker.join(lim.timeout_s + 5)
+        # the agent enforces the timeout; this deadline catches an agent that cannot
+        answer = channel.ask(job, lim.timeout_s + 5)
         duration = time.monotonic() - started
-        if worker.is_alive():  # the in-container timeout did not fire: kill the container
-            with contextlib.suppress(DockerException):
-                container.kill()
-            return RunResult(137, "", "", True, False, duration, False), False
-        if "error" in outcome:
-            raise outcome["error"]
-        output = outcome["exec"].output.decode(errors="replace")
-        head, sep, rest = output.partition(marker + " ")
-        if not sep:  # nothing came back: the program left no room to report (a fork bomb)
-            timed_out = duration >= lim.timeout_s - 0.5
-            note = "sandbox: the program exhausted the container; no output could be read"
-            return RunResult(137, "", note, timed_out, False, duration, False), False
-        status, _, rest = rest.partition("\n")
-        code_text, _, procs = status.partition(" ")
-        if code_text.strip() == "99":
-            raise SandboxError(f"could not write files: {head[-300:]}")
-        stdout, _, stderr = rest.partition(marker + "\n")
-        exit_code = int(code_text) if code_text.lstrip("-").isdigit() else 137
-        truncated = (
-            len(stdout.encode()) > lim.output_bytes or len(stderr.encode()) > lim.output_bytes
+        if answer is None:
+            return self._lost(container, duration), False
+        if "error" in answer:
+            raise SandboxError(answer["error"])
+        exit_code = int(answer["exit_code"])
+        timed_out = bool(answer["timed_out"])
+        # a SIGKILL the agent did not send (it only does at the deadline) is the
+        # kernel's OOM killer: memory is the only limit enforced by SIGKILL
+        oom = exit_code == 137 and not timed_out
+        result = RunResult(
+            exit_code,
+            _cap(answer["stdout"], lim.output_bytes),
+            _cap(answer["stderr"], lim.output_bytes),
+            timed_out,
+            oom,
+            float(answer["duration_s"]),
+            bool(answer["truncated"]),
         )
-        stdout, stderr = _cap(stdout, lim.output_bytes), _cap(stderr, lim.output_bytes)
-        timed_out = exit_code == 137 and duration >= lim.timeout_s - 0.5
-        oom = False
-        if exit_code == 137 and not timed_out:
+        return result, bool(answer["clean"])
+
+    def _lost(self, container: Any, duration: float) -> RunResult:
+        """The agent gave no answer: the program took the container down with it (its
+        memory or process table) or the agent hung. Kill the container and say what is
+        known."""
+        with contextlib.suppress(DockerException):
             container.reload()
-            oom = True
-        clean_before = procs.strip().isdigit() and int(procs) <= 2  # the reaper, this shell
-        return RunResult(
-            exit_code, stdout, stderr, timed_out, oom, duration, truncated
-        ), clean_before
+            oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
+            container.kill()
+        timed_out = duration >= self.limits.timeout_s
+        note = "sandbox: the program exhausted the container; no answer could be read"
+        return RunResult(137, "", note, timed_out, oom and not timed_out, duration, False)
 
 
 def _cap(text: str, limit: int) -> str:

@@ -63,6 +63,11 @@ def test_plain_code_runs(sandbox) -> None:
             lambda r: r.ok,
         ),
         ("open('/work/leftover', 'w').write('x'); open('/tmp/t', 'w').write('y')", lambda r: r.ok),
+        (
+            "import sys\ntry:\n    open('/proc/1/fd/1', 'w').write('{\"exit_code\": 0}\\n')\n"
+            "except OSError as exc:\n    print(type(exc).__name__, file=sys.stderr)\nsys.exit(3)",
+            lambda r: r.exit_code == 3 and "PermissionError" in r.stderr,
+        ),
     ],
     ids=[
         "infinite-loop",
@@ -76,6 +81,7 @@ def test_plain_code_runs(sandbox) -> None:
         "kill-pid-1",
         "background-process",
         "dirty",
+        "forge-agent-answer",
     ],
 )
 def test_hostile_code_is_contained_and_the_next_run_is_clean(sandbox, code: str, check) -> None:
@@ -89,8 +95,8 @@ def test_hostile_code_is_contained_and_the_next_run_is_clean(sandbox, code: str,
     )
     assert after.ok, after
     listing, processes = after.stdout.splitlines()
-    assert listing == "['main.py'] ['.err', '.out']"
-    assert int(processes) <= 5  # reaper, sh, timeout, sh, python
+    assert listing == "['main.py'] []"  # the outputs are unlinked files of the agent
+    assert int(processes) <= 3  # the agent, sh, python
 
 
 @pytest.mark.slow
