@@ -41,6 +41,7 @@ class Services(contextlib.ExitStack):
     def __init__(self, config: TrainConfig) -> None:
         super().__init__()
         self.config = config
+        self._embedded: Any = None
         self.resources = Resources(judge=self._judge, sandbox=self._sandbox)
 
     def critic_endpoint(self) -> Any:
@@ -59,9 +60,12 @@ class Services(contextlib.ExitStack):
         from llm.endpoints import EMBEDDED_URL_ENV
 
         if name == "embedded" and not os.environ.get(EMBEDDED_URL_ENV):
-            from llm.embedded import EmbeddedServer
+            # one embedded server for the run, shared by the judge and the critic
+            if self._embedded is None:
+                from llm.embedded import EmbeddedServer
 
-            self.enter_context(EmbeddedServer())  # exports SUMMIT_EMBEDDED_URL while it runs
+                self._embedded = self.enter_context(EmbeddedServer())
+            return self._embedded.endpoint(max_concurrency=max_concurrency)
         return get_endpoint(name, model=model, max_concurrency=max_concurrency)
 
     def _sandbox(self) -> Any:
