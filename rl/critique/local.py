@@ -28,10 +28,13 @@ from rl.critique.critics import TEMPLATES, ComparatorFor
 from rubrics.critic import Comparator, Preference
 from rubrics.judge import keyed
 from rubrics.loader import library
-from rubrics.render import defuse, nonce
+from rubrics.render import defuse
 
 log = logging.getLogger(__name__)
 _TEMPLATE = TEMPLATES.get_template("local_pair.jinja")
+_SYSTEM = "You judge which of two responses is better."
+"""Short on purpose: chat templates otherwise add a default system prompt, and every token
+of the pair prompt is paid for in each DPO step."""
 
 
 class LocalCritic:
@@ -51,6 +54,9 @@ class LocalCritic:
         self.refinement = refinement or RefinementConfig(method="dpo")
         self.version = 0
         self.name = "local"
+        self.debias = True
+        """Judge by :meth:`symmetric_margin` (both orders, position bias cancelled)."""
+        self._margins: dict[tuple, float] = {}
         self._letters = [self._token_id("A"), self._token_id("B")]
 
     @classmethod
@@ -76,10 +82,10 @@ class LocalCritic:
     def messages(self, prompt: str, first: str, second: str, rubrics: list[str]) -> list[dict]:
         a, b = defuse(first), defuse(second)
         names = [c.description for _, _, c in keyed(rubrics, library())]
-        text = _TEMPLATE.render(
-            prompt=defuse(prompt), a=a, b=b, criteria=names, nonce=nonce(prompt, a, b)
-        )
-        return [{"role": "user", "content": text}]
+        # no nonce in the markers: defuse already keeps a response from closing its
+        # block, and the hex would be a fifth of the prompt's tokens
+        text = _TEMPLATE.render(prompt=defuse(prompt), a=a, b=b, criteria=names)
+        return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": text}]
 
     def margin(self, prompt: str, first: str, second: str, rubrics: list[str]) -> float:
         """log p(A) - log p(B) for the next token: > 0 prefers ``first``."""
@@ -100,11 +106,33 @@ class LocalCritic:
         logp = torch.log_softmax(logits, dim=-1)
         return float(logp[self._letters[0]] - logp[self._letters[1]])
 
+    def symmetric_margin(self, prompt: str, first: str, second: str, rubrics: list[str]) -> float:
+        """Half the difference of the margins in both orders: > 0 prefers ``first``.
+
+        A small model's verdict is mostly position: SmolLM2 says "A" with a margin near 2.4
+        whatever the pair. The difference cancels that bias exactly and keeps what the
+        model reads in the responses — the part refinement can teach. Cached per weights
+        version, so judging a pair in both orders costs two forward passes, not four."""
+        key = (self.version, prompt, first, second, tuple(rubrics))
+        if key not in self._margins:
+            there = self.margin(prompt, first, second, rubrics)
+            back = self.margin(prompt, second, first, rubrics)
+            self._margins[key] = (there - back) / 2
+            mirror = (self.version, prompt, second, first, tuple(rubrics))
+            self._margins[mirror] = (back - there) / 2
+        return self._margins[key]
+
+    def judge(self, prompt: str, first: str, second: str, rubrics: list[str]) -> float:
+        """The margin the critic's verdicts use (symmetric unless ``debias`` is off)."""
+        if self.debias:
+            return self.symmetric_margin(prompt, first, second, rubrics)
+        return self.margin(prompt, first, second, rubrics)
+
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[ComparatorFor]:
         def comparator(domain: str, rubrics: list[str]) -> Comparator:
             async def judge(prompt: str, first: str, second: str) -> tuple[Preference, str]:
-                m = self.margin(prompt, first, second, rubrics)
+                m = self.judge(prompt, first, second, rubrics)
                 preference: Preference = "first" if m > 0 else "second" if m < 0 else "tie"
                 return preference, f"log p(A) - log p(B) = {m:.3f}"
 
@@ -128,6 +156,28 @@ class LocalCritic:
                 )
         return rows
 
+    def _freeze_below(self, top: int | None) -> None:
+        """Only the top ``top`` decoder layers and the final norm get gradients."""
+        params = list(self.model.parameters())
+        if top is None:
+            for p in params:
+                p.requires_grad_(True)
+            return
+        decoder = self.model.get_decoder()
+        layers = getattr(decoder, "layers", None)
+        if layers is None:
+            raise ValueError(
+                f"critic.refinement.train_layers: {type(self.model).__name__} has no decoder "
+                "layer list to freeze below; set train_layers: null to train every weight"
+            )
+        for p in params:
+            p.requires_grad_(False)
+        trained = [*layers[-top:], getattr(decoder, "norm", None)]
+        for module in trained:
+            if module is not None:
+                for p in module.parameters():
+                    p.requires_grad_(True)
+
     def refine(self, pairs: list[VerifiedPair]) -> None:
         """One TRL DPO round on ``pairs``; the model is updated in place."""
         if not pairs:
@@ -137,6 +187,7 @@ class LocalCritic:
 
         cfg = self.refinement
         rows = self.preference_rows(pairs, self.rubrics)
+        self._freeze_below(cfg.train_layers)
         with tempfile.TemporaryDirectory(prefix="summit-critic-dpo-") as out:
             args = DPOConfig(
                 output_dir=out,
@@ -167,4 +218,5 @@ class LocalCritic:
         self.model = trainer.model
         self.model.eval()
         self.version += 1
+        self._margins.clear()
         log.info("local critic refined on %d pairs (%d rows)", len(pairs), len(rows))
