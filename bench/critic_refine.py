@@ -1,11 +1,14 @@
 """Closed-loop refinement of a trainable critic: held-out agreement before and after.
 
-The embedded SmolLM2-135M is the critic (``rl.critique.local.LocalCritic``: log-odds of
-"A" vs "B"). Comparisons are generated one-digit additions: a correct answer and an
-incorrect one (off by 1 to 3) to the same problem — the verifier's verdict is exact. Each
-round takes fresh training pairs, keeps the ones the critic gets wrong (all of them when it
-gets none wrong), and runs one TRL DPO round on them; agreement is measured on a fixed
-held-out set, each pair judged in both orders, with a Wilson 95% interval over judgments.
+The embedded SmolLM2-135M is the critic (``rl.critique.local.LocalCritic``: the symmetric
+log-odds of "A" vs "B", position bias cancelled). Comparisons are generated additions
+a+b with 1 <= a, b <= 20: the right sum against a wrong response of a kind a weak policy
+gives (off by 1 to 3, the product, the difference, the digits run together, or cut off
+before any answer) — the verifier's verdict is exact; agreement is also reported per
+kind. The held-out problems are never trained on. Each round takes fresh
+training pairs, keeps the ones the critic gets wrong (all of them when it gets none
+wrong), and runs one TRL DPO round on them; agreement is measured on the fixed held-out
+set with a Wilson 95% interval over pairs.
 
     python bench/critic_refine.py [--quick] [--json] [--plot PATH]
 """
@@ -31,12 +34,49 @@ from rl.critique.agreement import VerifiedPair, pair_agreement
 from rl.critique.local import LocalCritic
 
 
-def problems(n: int, rng: random.Random) -> list[VerifiedPair]:
+def split_problems(held_out: int, rng: random.Random) -> tuple[list, list]:
+    """The additions a+b with 1 <= a, b <= 20, split: held-out problems are never trained on."""
+    every = [(a, b) for a in range(1, 21) for b in range(1, 21)]
+    rng.shuffle(every)
+    return every[:held_out], every[held_out:]
+
+
+KINDS = ("off_by", "product", "difference", "digits_joined", "no_answer")
+"""The wrong answers a weak policy gives. ``no_answer`` is a completion cut off before its
+answer, the embedded policy's most common failure (in the GRPO demo 75% of its math
+completions hit the length limit)."""
+
+
+def answer(a: int, b: int, value: int) -> str:
+    return f"{a}+{b} = {value}. The answer is {value}."
+
+
+def wrong_answer(a: int, b: int, kind: str, rng: random.Random) -> str | None:
+    """A wrong response of ``kind``; None when that kind gives the right sum here."""
+    if kind == "no_answer":
+        return f"{a}+{b} = {a}+{b}, so we add the ones first and then carry the"
+    value = {
+        "off_by": a + b + rng.choice([-3, -2, -1, 1, 2, 3]),
+        "product": a * b,
+        "difference": abs(a - b),
+        "digits_joined": int(f"{a}{b}"),
+    }[kind]
+    return None if value == a + b else answer(a, b, value)
+
+
+def problems(
+    n: int, pool: list[tuple[int, int]], rng: random.Random
+) -> list[tuple[str, VerifiedPair]]:
+    """``n`` comparisons on problems from ``pool``: the right sum against a wrong
+    response of a kind drawn uniformly, as ``(kind, pair)``."""
     out = []
-    for _ in range(n):
-        a, b = rng.randint(1, 9), rng.randint(1, 9)
-        wrong = a + b + rng.choice([-3, -2, -1, 1, 2, 3])
-        out.append(VerifiedPair(f"What is {a}+{b}?", f"{a}+{b} = {a + b}", f"{a}+{b} = {wrong}"))
+    for a, b in rng.sample(pool, n):
+        kind = rng.choice(KINDS)
+        worse = wrong_answer(a, b, kind, rng)
+        while worse is None:
+            kind = rng.choice(KINDS)
+            worse = wrong_answer(a, b, kind, rng)
+        out.append((kind, VerifiedPair(f"What is {a}+{b}?", answer(a, b, a + b), worse)))
     return out
 
 
@@ -55,33 +95,62 @@ def agreement(critic: LocalCritic, pairs: list[VerifiedPair]) -> tuple[float, fl
             return await pair_agreement(comparator_for("math", []), pairs)
 
     value = asyncio.run(run()) or 0.0
-    low, high = wilson(value * 2 * len(pairs), 2 * len(pairs))
+    # the critic judges by its symmetric margin, so a pair's two orders are one verdict:
+    # the interval counts pairs, not judgments
+    low, high = wilson(value * len(pairs), len(pairs))
     return value, low, high
 
 
-def wrong_ones(critic: LocalCritic, pairs: list[VerifiedPair]) -> list[VerifiedPair]:
-    def right(p: VerifiedPair) -> bool:
-        return (
-            critic.margin(p.prompt, p.better, p.worse, []) > 0
-            and critic.margin(p.prompt, p.worse, p.better, []) < 0
-        )
+def right(critic: LocalCritic, p: VerifiedPair) -> bool:
+    return critic.judge(p.prompt, p.better, p.worse, []) > 0
 
-    wrong = [p for p in pairs if not right(p)]
+
+def wrong_ones(critic: LocalCritic, pairs: list[VerifiedPair]) -> list[VerifiedPair]:
+    wrong = [p for p in pairs if not right(critic, p)]
     return wrong or pairs
 
 
-def measure(rounds: int, train_per_round: int, held_out: int, steps: int) -> dict[str, Any]:
+def by_kind(critic: LocalCritic, held: list[tuple[str, VerifiedPair]]) -> dict[str, float]:
+    """Held-out agreement per kind of wrong answer."""
+    out = {}
+    for kind in KINDS:
+        pairs = [p for k, p in held if k == kind]
+        if pairs:
+            out[kind] = sum(right(critic, p) for p in pairs) / len(pairs)
+    return out
+
+
+def measure(
+    rounds: int,
+    train_per_round: int,
+    held_out: int,
+    steps: int,
+    learning_rate: float,
+    train_layers: int | None = 4,
+) -> dict[str, Any]:
     rng = random.Random(0)
-    held = problems(held_out, rng)
-    refinement = RefinementConfig(method="dpo", steps=steps, learning_rate=5e-5, beta=0.1)
+    held_problems, train_problems = split_problems(held_out, rng)
+    held_kinds = problems(held_out, held_problems, rng)
+    held = [p for _, p in held_kinds]
+    refinement = RefinementConfig(
+        method="dpo", steps=steps, learning_rate=learning_rate, train_layers=train_layers
+    )
     critic = LocalCritic.load("embedded", refinement, rubrics=[])
+    console = Console(stderr=True)
     curve = [agreement(critic, held)]
+    kinds_before = by_kind(critic, held_kinds)
+    console.log(f"round 0: held-out agreement {curve[0][0]:.3f}")
     used = []
-    for _ in range(rounds):
-        batch = wrong_ones(critic, problems(train_per_round, rng))
+    for n in range(1, rounds + 1):
+        fresh = [p for _, p in problems(train_per_round, train_problems, rng)]
+        batch = wrong_ones(critic, fresh)
         used.append(len(batch))
         critic.refine(batch)
         curve.append(agreement(critic, held))
+        console.log(
+            f"round {n}/{rounds}: DPO on {len(batch)} pairs the critic got wrong; "
+            f"held-out agreement {curve[-1][0]:.3f}"
+        )
     return {
         "agreement_before": curve[0][0],
         "ci_low_before": curve[0][1],
@@ -92,6 +161,14 @@ def measure(rounds: int, train_per_round: int, held_out: int, steps: int) -> dic
         "held_out_pairs": held_out,
         "pairs_per_round": used,
         "curve": [c[0] for c in curve],
+        "fresh_pairs_right": [1 - u / train_per_round for u in used],
+        "by_kind": {
+            k: [v, after]
+            for (k, v), after in zip(
+                kinds_before.items(), by_kind(critic, held_kinds).values(), strict=True
+            )
+        },
+        "held_out_kinds": {k: sum(1 for kk, _ in held_kinds if kk == k) for k in KINDS},
     }
 
 
@@ -123,9 +200,11 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=Path("runs/bench/critic_refine.png"))
     args = parser.parse_args()
     if args.quick:
-        result = measure(rounds=2, train_per_round=2, held_out=8, steps=1)
+        result = measure(2, train_per_round=2, held_out=8, steps=1, learning_rate=1e-4)
     else:
-        result = measure(rounds=5, train_per_round=16, held_out=40, steps=4)
+        result = measure(
+            8, train_per_round=16, held_out=60, steps=4, learning_rate=1e-4, train_layers=8
+        )
     plot(result, args.plot)
     table = Table(title="Critic refinement (SmolLM2-135M, DPO on verified math pairs)")
     for column in ("round", "held-out agreement"):
@@ -137,6 +216,12 @@ def main() -> None:
         f"(Wilson 95% low {result['ci_low_after']:.3f}); plot {args.plot}"
     )
     Console(width=100).print(table)
+    kinds = Table(title="Held-out agreement by kind of wrong answer")
+    for column in ("kind", "pairs", "before", "after"):
+        kinds.add_column(column)
+    for kind, (before, after) in result["by_kind"].items():
+        kinds.add_row(kind, str(result["held_out_kinds"][kind]), f"{before:.2f}", f"{after:.2f}")
+    Console(width=100).print(kinds)
     if args.json:
         print(json.dumps(result))
 
