@@ -57,6 +57,7 @@ bench: setup
 	$(PY) bench/sandbox.py
 	$(PY) bench/grpo.py
 	$(PY) bench/grpo_learns.py
+	$(PY) bench/critic_refine.py
 	$(PY) bench/synth.py
 
 clean:
