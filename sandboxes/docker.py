@@ -160,16 +160,36 @@ def scrub(seconds):
         time.sleep(0.005)
 
 
-def wipe(root):
-    for name in os.listdir(root):
-        path = os.path.join(root, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+def remove(path):
+    # a program may have made a directory unreadable (chmod 000): the agent, its owner
+    # as the same user, opens it up again before removing what is inside
+    if os.path.islink(path) or not os.path.isdir(path):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return
+    try:
+        os.chmod(path, 0o700)
+        names = os.listdir(path)
+    except OSError:
+        names = []
+    for name in names:
+        remove(os.path.join(path, name))
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def wipe(root, mode):
+    try:
+        os.chmod(root, mode)
+        for name in os.listdir(root):
+            remove(os.path.join(root, name))
+        return not os.listdir(root)
+    except (OSError, RecursionError):
+        return False
 
 
 def doomed():
@@ -184,8 +204,8 @@ def doomed():
 
 
 def run(job):
-    wipe("/work")
-    wipe("/tmp")
+    if not (wipe("/work", 0o755) and wipe("/tmp", 0o1777)):
+        return {"error": "sandbox: the work directories could not be wiped"}
     try:
         for name, text in job["files"].items():
             path = os.path.realpath(os.path.join("/work", name))
@@ -218,6 +238,8 @@ def run(job):
             sizes.append(handle.seek(0, 2))
             handle.seek(0)
             texts.append(handle.read(cap).decode(errors="replace"))
+    # leave the container clean for the next run, or say it is not
+    clean = clean and wipe("/work", 0o755) and wipe("/tmp", 0o1777)
     return {
         "exit_code": 128 - code if code < 0 else code, "stdout": texts[0], "stderr": texts[1],
         "timed_out": timed_out, "duration_s": duration, "truncated": max(sizes) > cap,
@@ -228,7 +250,10 @@ def run(job):
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 for line in sys.stdin.buffer:
     job = json.loads(line)
-    answer = run(job)
+    try:
+        answer = run(job)
+    except Exception as exc:  # the host replaces this container on any error
+        answer = {"error": f"sandbox agent: {exc!r}"}
     answer["id"] = job["id"]
     sys.stdout.buffer.write(json.dumps(answer).encode() + b"\n")
     sys.stdout.buffer.flush()
@@ -352,6 +377,9 @@ class DockerSandbox:
             if not healthy:
                 container = self._replace(container)
             return result
+        except SandboxError:
+            container = self._replace(container)
+            raise
         except DockerException as exc:
             container = self._replace(container)
             raise SandboxError(f"sandbox container failed: {exc}") from exc

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from sandboxes.base import SandboxError
+
 pytestmark = pytest.mark.integration
 TIMEOUT = 3.0
 MARGIN = 8.0
@@ -64,6 +66,11 @@ def test_plain_code_runs(sandbox) -> None:
         ),
         ("open('/work/leftover', 'w').write('x'); open('/tmp/t', 'w').write('y')", lambda r: r.ok),
         (
+            "import os\nos.makedirs('/work/d/e')\nopen('/work/d/e/f', 'w').write('x')\n"
+            "os.chmod('/work/d', 0)\nos.chmod('/work', 0)\nos.chmod('/tmp', 0)",
+            lambda r: r.ok,
+        ),
+        (
             "import sys\ntry:\n    open('/proc/1/fd/1', 'w').write('{\"exit_code\": 0}\\n')\n"
             "except OSError as exc:\n    print(type(exc).__name__, file=sys.stderr)\nsys.exit(3)",
             lambda r: r.exit_code == 3 and "PermissionError" in r.stderr,
@@ -81,6 +88,7 @@ def test_plain_code_runs(sandbox) -> None:
         "kill-pid-1",
         "background-process",
         "dirty",
+        "lock-work-dirs",
         "forge-agent-answer",
     ],
 )
@@ -119,3 +127,9 @@ def test_humaneval_canonical_solutions_pass_and_broken_ones_fail(sandbox) -> Non
     assert len(problems) == 164
     assert [p["task_id"] for p, r in zip(problems, passed, strict=True) if not r.ok] == []
     assert [p["task_id"] for p, r in zip(problems, failed, strict=True) if r.ok] == []
+
+
+def test_a_file_outside_the_work_dir_is_refused_and_the_pool_carries_on(sandbox) -> None:
+    with pytest.raises(SandboxError, match="outside the work directory"):
+        sandbox.run({"../etc/evil.py": "x = 1"}, ["python3", "-c", "pass"])
+    assert run(sandbox, "print('next')").stdout == "next\n"
