@@ -132,7 +132,7 @@ def build_image(tag: str = IMAGE, *, suite: str = "bookworm") -> str:
 # run as the same user, cannot open /proc/1/fd to forge its answers; an answer also carries
 # the job's id, which only the host and the agent know.
 _AGENT = r"""
-import ctypes, json, os, shutil, signal, subprocess, sys, tempfile, time
+import ctypes, json, os, signal, subprocess, sys, tempfile, time
 LIBC = ctypes.CDLL(None)
 LIBC.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
 
@@ -307,8 +307,8 @@ class DockerSandbox:
                 f"sandbox image {image} is missing: run `python -m sandboxes build-image`"
             ) from exc
         self._idle: queue.Queue[Any] = queue.Queue()
-        self._all: list[Any] = []
-        self._channels: dict[str, _Channel] = {}
+        self._live: dict[Any, _Channel] = {}
+        """Every container of this sandbox (pooled or fresh) with its agent's channel."""
         self._lock = threading.Lock()
         for _ in range(pool_size):
             self._idle.put(self._start())
@@ -321,7 +321,7 @@ class DockerSandbox:
 
     def close(self) -> None:
         with self._lock:
-            containers = list(self._all)
+            containers = list(self._live)
         for container in containers:
             self._discard(container)
 
@@ -351,15 +351,12 @@ class DockerSandbox:
         )
         channel = _Channel(container)
         with self._lock:
-            self._all.append(container)
-            self._channels[container.id] = channel
+            self._live[container] = channel
         return container
 
     def _discard(self, container: Any) -> None:
         with self._lock:
-            if container in self._all:
-                self._all.remove(container)
-            channel = self._channels.pop(container.id, None)
+            channel = self._live.pop(container, None)
         if channel is not None:
             channel.close()
         with contextlib.suppress(DockerException):
@@ -412,7 +409,7 @@ class DockerSandbox:
             "cap": lim.output_bytes,
         }
         with self._lock:
-            channel = self._channels[container.id]
+            channel = self._live[container]
         started = time.monotonic()
         # the agent enforces the timeout; this deadline catches an agent that cannot
         answer = channel.ask(job, lim.timeout_s + 5)
@@ -441,6 +438,7 @@ class DockerSandbox:
         """The agent gave no answer: the program took the container down with it (its
         memory or process table) or the agent hung. Kill the container and say what is
         known."""
+        oom = False
         with contextlib.suppress(DockerException):
             container.reload()
             oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
