@@ -141,8 +141,11 @@ def measure(
     kinds_before = by_kind(critic, held_kinds)
     console.log(f"round 0: held-out agreement {curve[0][0]:.3f}")
     used = []
+    fresh_right = []
     for n in range(1, rounds + 1):
         fresh = [p for _, p in problems(train_per_round, train_problems, rng)]
+        # verdicts are cached per weights version: wrong_ones below reuses these
+        fresh_right.append(sum(right(critic, p) for p in fresh) / len(fresh))
         batch = wrong_ones(critic, fresh)
         used.append(len(batch))
         critic.refine(batch)
@@ -161,13 +164,8 @@ def measure(
         "held_out_pairs": held_out,
         "pairs_per_round": used,
         "curve": [c[0] for c in curve],
-        "fresh_pairs_right": [1 - u / train_per_round for u in used],
-        "by_kind": {
-            k: [v, after]
-            for (k, v), after in zip(
-                kinds_before.items(), by_kind(critic, held_kinds).values(), strict=True
-            )
-        },
+        "fresh_pairs_right": fresh_right,
+        "by_kind": {k: [kinds_before[k], v] for k, v in by_kind(critic, held_kinds).items()},
         "held_out_kinds": {k: sum(1 for kk, _ in held_kinds if kk == k) for k in KINDS},
     }
 
