@@ -16,7 +16,9 @@ from rich.table import Table
 
 from llm.errors import LLMError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode="markdown"
+)
 console = Console()
 err = Console(stderr=True)
 

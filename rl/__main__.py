@@ -17,7 +17,9 @@ from llm.errors import ConfigError
 if TYPE_CHECKING:
     from rl.config import TrainConfig
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode="markdown"
+)
 console = Console(stderr=True)
 
 

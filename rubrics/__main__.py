@@ -18,7 +18,9 @@ from rubrics.loader import LIBRARY, RubricError, RubricSet
 from rubrics.render import render_judge, render_pair
 from rubrics.schema import Rubric
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode="markdown"
+)
 console = Console()
 err = Console(stderr=True)
 

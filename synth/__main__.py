@@ -13,7 +13,9 @@ from rich.table import Table
 
 from llm import ConfigError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode="markdown"
+)
 console = Console()
 err = Console(stderr=True)
 

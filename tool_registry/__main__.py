@@ -17,7 +17,9 @@ from rich.table import Table
 from tool_registry.importers import ImportReport
 from tool_registry.repository import ToolRepository
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode="markdown"
+)
 importer = typer.Typer(no_args_is_help=True, help="Import tools from a source.")
 app.add_typer(importer, name="import")
 console = Console()
