@@ -101,19 +101,36 @@ def test(
         err.print(f"error: {exc}")
         raise typer.Exit(2) from exc
     table = Table(title=f"golden tests on {endpoint}")
-    for column in ("rubric", "tests", "agree", "agreement"):
+    for column in ("rubric", "tests", "agree", "errors", "agreement"):
         table.add_column(column)
     per_rubric = {}
     for rid in wanted:
         mine = [r for r in results if r.rubric == rid]
         agree = sum(r.agrees for r in mine)
         per_rubric[rid] = agree / len(mine) if mine else None
-        table.add_row(rid, str(len(mine)), str(agree), f"{per_rubric[rid]:.2f}" if mine else "-")
+        table.add_row(
+            rid,
+            str(len(mine)),
+            str(agree),
+            str(sum(r.got.startswith("error") for r in mine)),
+            f"{per_rubric[rid]:.2f}" if mine else "-",
+        )
     overall = sum(r.agrees for r in results) / len(results) if results else 0.0
     table.add_row(
-        "overall", str(len(results)), str(sum(r.agrees for r in results)), f"{overall:.2f}"
+        "overall",
+        str(len(results)),
+        str(sum(r.agrees for r in results)),
+        str(sum(r.got.startswith("error") for r in results)),
+        f"{overall:.2f}",
     )
     console.print(table)
+    for r in results:
+        if not r.agrees:
+            console.print(
+                f"{r.rubric} tests[{r.index}] ({r.kind}): expected {r.expected}, got {r.got}",
+                markup=False,
+                highlight=False,
+            )
     if as_json:
         print(json.dumps({"agreement": overall, "per_rubric": per_rubric, "tests": len(results)}))
 

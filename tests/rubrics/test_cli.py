@@ -7,8 +7,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from llm.testing import ScriptedEndpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
@@ -64,18 +67,45 @@ def test_schema_prints_the_editor_schema() -> None:
     assert schema["title"] == "Rubric" and "criteria" in schema["properties"]
 
 
+SMALL = (
+    "id: small\nkind: task\ndescription: Answers are correct.\npass_threshold: 0.5\n"
+    "criteria:\n  - id: correct\n    description: The answer is factually correct.\n"
+    "    scale: binary\ntests:\n"
+    "  - prompt: What is the capital of France?\n"
+    "    a: Paris.\n    b: Berlin.\n    expected: a\n"
+    "  - prompt: What is 2 + 2?\n    response: '4'\n    expected_pass: true\n"
+)
+
+
+def test_golden_test_report_names_each_disagreement_and_counts_errors(tmp_path: Path) -> None:
+    small = tmp_path / "small.yaml"
+    small.write_text(SMALL)
+
+    def critic_knows_paris(request: dict[str, Any]) -> str:
+        prompt = request["messages"][0]["content"]
+        if "<<<RESPONSE A" not in prompt:
+            return "not a verdict"  # the single test's judge call fails
+        first = prompt.split("<<<RESPONSE A", 1)[1].split("<<<END RESPONSE A", 1)[0]
+        return json.dumps(
+            {"reasoning": "Paris is right", "winner": "A" if "Paris" in first else "B"}
+        )
+
+    with ScriptedEndpoint(critic_knows_paris) as server:
+        result = rubrics("test", str(small), "--json", env={"SUMMIT_EMBEDDED_URL": server.url})
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures == {"agreement": 0.5, "per_rubric": {"small": 0.5}, "tests": 2}
+    assert "small tests[1] (single): expected pass, got error" in result.stdout
+    assert "tests[0]" not in result.stdout
+    overall = next(line for line in result.stdout.splitlines() if "overall" in line)
+    assert [cell.strip() for cell in overall.split("│")[2:5]] == ["2", "1", "1"]
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_golden_tests_run_on_the_embedded_endpoint(tmp_path: Path, embedded_server) -> None:
     small = tmp_path / "small.yaml"
-    small.write_text(
-        "id: small\nkind: task\ndescription: Answers are correct.\npass_threshold: 0.5\n"
-        "criteria:\n  - id: correct\n    description: The answer is factually correct.\n"
-        "    scale: binary\ntests:\n"
-        "  - prompt: What is the capital of France?\n"
-        "    a: Paris.\n    b: Berlin.\n    expected: a\n"
-        "  - prompt: What is 2 + 2?\n    response: '4'\n    expected_pass: true\n"
-    )
+    small.write_text(SMALL)
     result = rubrics(
         "test",
         str(small),
