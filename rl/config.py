@@ -175,6 +175,9 @@ class CriticConfig(BaseModel):
     (SmolLM2) or a local model directory. It judges by the log-odds of answering A vs B."""
     rubrics: list[str] = Field(default_factory=lambda: ["core", "prescriptive"], min_length=1)
     """Rubric ids every group is judged against; a row's own ids (``rubric_column``) add."""
+    rubric_files: list[str] = Field(default_factory=list)
+    """Your own rubric YAML files or folders, loaded beside the built-in library: their
+    ids may then appear in ``rubrics`` and in the rows' ``rubric_column``."""
     rubric_column: str = "rubrics"
     """Dataset column with the row's own rubric ids (a list or a JSON list); optional."""
     pairing: Literal["all_pairs", "random", "swiss", "knockout", "adaptive", "mergesort"] = (
@@ -215,9 +218,13 @@ class CriticConfig(BaseModel):
         from rubrics import RubricError, library
 
         try:
-            known = set(library().rubrics)
+            library()
         except RubricError:  # a broken library is reported by `rubrics validate`
             return self
+        try:
+            known = set(library(*self.rubric_files).rubrics)
+        except RubricError as exc:
+            raise ValueError(f"rubric_files: {exc}") from exc
         unknown = [r for r in self.rubrics if r not in known]
         if unknown:
             raise ValueError(f"unknown rubric ids {unknown}; known: {', '.join(sorted(known))}")

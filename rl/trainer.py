@@ -148,21 +148,23 @@ def critic_backend(config: TrainConfig, services: Services | None) -> Any:
     (resolved on first use, through ``services`` when given so ``embedded`` is started)."""
     from rl.critique import EndpointCritic
     from rl.critique.local import LocalCritic
+    from rubrics import library
 
     critic = config.critic
     if critic is None:
         raise ValueError("critic_backend needs a config with a critic block")
+    rubric_set = library(*critic.rubric_files)
     if critic.local_model is not None:
-        return LocalCritic.load(critic.local_model, critic.refinement, critic.rubrics)
+        return LocalCritic.load(critic.local_model, critic.refinement, critic.rubrics, rubric_set)
     exemplars = critic.refinement.exemplars if critic.refinement.method == "in_context" else 0
     if services is not None:
-        return EndpointCritic(services.critic_endpoint, exemplars=exemplars)
+        return EndpointCritic(services.critic_endpoint, exemplars=exemplars, rubric_set=rubric_set)
     from llm import get_endpoint
 
     endpoint = get_endpoint(
         critic.endpoint, model=critic.model, max_concurrency=critic.max_concurrency
     )
-    return EndpointCritic(endpoint, exemplars=exemplars)
+    return EndpointCritic(endpoint, exemplars=exemplars, rubric_set=rubric_set)
 
 
 def grpo_args(config: TrainConfig, *, max_steps: int | None = None) -> Any:

@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -188,7 +189,26 @@ def _validate(data: Any, source: Source, problems: list[str]) -> Rubric | None:
     return rubric if len(problems) == before else None
 
 
-@lru_cache(maxsize=1)
-def library() -> RubricSet:
-    """The built-in rubrics of ``rubrics/library``."""
-    return RubricSet.load(LIBRARY)
+def library(*extra: str | Path) -> RubricSet:
+    """The built-in rubrics of ``rubrics/library``, plus a user's own rubric files or
+    folders in ``extra`` (their ids must not clash with the library's; they may extend it).
+
+    Loaded again only when a file changes; raises :class:`RubricError`.
+    """
+    return _library(tuple(_stamp(Path(p).resolve()) for p in extra))
+
+
+def _stamp(path: Path) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """``path`` with the name and content hash of each rubric file in it (the cache key)."""
+    files = sorted(path.rglob("*")) if path.is_dir() else [path]
+    stamps = tuple(
+        (str(f), hashlib.sha256(f.read_bytes()).hexdigest())
+        for f in files
+        if f.is_file() and (f == path or f.suffix in (".yaml", ".yml"))
+    )
+    return str(path), stamps
+
+
+@lru_cache(maxsize=16)
+def _library(extra: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]) -> RubricSet:
+    return RubricSet.load([LIBRARY, *(path for path, _ in extra)])

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llm import Endpoint, get_endpoint, load_presets
 from llm.yamlconf import load_yaml_model
+from rubrics import Rubric, RubricError, RubricSet, library
 from synth.schema import Difficulty
 from tool_registry.evolution import EvolveConfig
 
@@ -124,7 +125,10 @@ class RolloutConfig(_Strict):
 
 class JudgeConfig(_Strict):
     rubrics: list[str] = Field(default_factory=lambda: ["trajectory"])
-    """Rubrics judged besides each task's own rubric."""
+    """Rubrics judged besides each task's own rubric: built-in ids or ids from
+    ``rubric_files``."""
+    rubric_files: list[str] = Field(default_factory=list)
+    """Your own rubric YAML files or folders, loaded beside the built-in library."""
     threshold: float | None = Field(default=None, ge=0, le=1)
     """Overall score needed to accept; default: the strictest rubric's pass threshold."""
     samples: int = Field(default=1, ge=1)
@@ -133,6 +137,26 @@ class JudgeConfig(_Strict):
     reasoning_chars: int = Field(default=1200, ge=60)
     """Bound on the judge's written reasoning (a third of it per criterion); small models
     need it small to finish their answer within ``max_tokens``."""
+
+    @model_validator(mode="after")
+    def _known_rubrics(self) -> JudgeConfig:
+        known = self.rubric_set().rubrics
+        unknown = [r for r in self.rubrics if r not in known]
+        if unknown:
+            raise ValueError(f"unknown rubric ids {unknown}; known: {', '.join(sorted(known))}")
+        return self
+
+    def rubric_set(self) -> RubricSet:
+        """The built-in library plus ``rubric_files`` (ValueError naming file:line)."""
+        try:
+            return library(*self.rubric_files)
+        except RubricError as exc:
+            raise ValueError(f"rubric_files: {exc}") from exc
+
+    def own_rubrics(self) -> tuple[Rubric, ...]:
+        """The rubrics of ``rubric_files``, ``extends`` resolved (plain data for workers)."""
+        every, built_in = self.rubric_set(), library()
+        return tuple(every.get(rid) for rid in every.rubrics if rid not in built_in)
 
 
 class RayConfig(_Strict):
@@ -179,6 +203,10 @@ class SynthConfig(_Strict):
     def content_hash(self) -> str:
         """Hash of what decides the dataset (not where it goes or how fast)."""
         data = self.model_dump(mode="json", exclude={"output_dir", "ray", "name"})
+        if self.judge.rubric_files:  # what the files say decides the dataset, not their path
+            data["judge"]["rubric_files"] = [
+                r.model_dump(mode="json") for r in self.judge.own_rubrics()
+            ]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def endpoint(self, role: Role) -> Endpoint:

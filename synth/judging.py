@@ -13,7 +13,7 @@ import asyncio
 from functools import cache
 
 from llm import ChatClient
-from rubrics import JudgeError, RubricSet, judge, library
+from rubrics import JudgeError, Rubric, RubricSet, judge, library
 from sandboxes.code import extract_code, run_python_tests
 from sandboxes.docker import DockerSandbox
 from sandboxes.executable import state_matches
@@ -51,6 +51,7 @@ async def decide(
     client: ChatClient,
     *,
     rubrics: list[str],
+    own_rubrics: tuple[Rubric, ...] = (),
     threshold: float | None = None,
     samples: int = 1,
     max_tokens: int = 1024,
@@ -91,7 +92,8 @@ async def decide(
             detail=run.stderr[-500:],
             verified=run.ok,
         )
-    rubric_set = RubricSet({**_library().rubrics, task.rubric.id: task.rubric})
+    extra = {r.id: r for r in own_rubrics}
+    rubric_set = RubricSet({**_library().rubrics, **extra, task.rubric.id: task.rubric})
     try:
         verdict = await judge(
             task.prompt(),

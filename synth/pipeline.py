@@ -92,6 +92,7 @@ def settings(config: SynthConfig) -> WorkerSettings:
         limits=Limits(r.max_turns, r.max_tool_calls, r.max_tokens, r.first_tool_choice),
         failure_rates=dict(r.failure_rates),
         judge_rubrics=tuple(j.rubrics),
+        judge_own_rubrics=j.own_rubrics(),
         judge_threshold=j.threshold,
         judge_samples=j.samples,
         judge_max_tokens=j.max_tokens,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llm import ChatClient, Endpoint
+from rubrics import Rubric
 from sandboxes.base import Environment
 from sandboxes.executable import ExecutableEnvironment
 from sandboxes.mcp_env import MCPEnvironment
@@ -36,6 +37,8 @@ class WorkerSettings:
     limits: Limits = field(default_factory=Limits)
     failure_rates: dict[str, float] = field(default_factory=dict)
     judge_rubrics: tuple[str, ...] = ("trajectory",)
+    judge_own_rubrics: tuple[Rubric, ...] = ()
+    """The user's rubrics (``judge.rubric_files``), loaded by the driver."""
     judge_threshold: float | None = None
     judge_samples: int = 1
     judge_max_tokens: int = 1024
@@ -89,6 +92,7 @@ class Worker:
             trajectory,
             self.clients["judge"],
             rubrics=list(self.settings.judge_rubrics),
+            own_rubrics=self.settings.judge_own_rubrics,
             threshold=self.settings.judge_threshold,
             samples=self.settings.judge_samples,
             max_tokens=self.settings.judge_max_tokens,

@@ -28,6 +28,7 @@ import jinja2
 from llm import ChatClient, Endpoint
 from rl.critique.agreement import VerifiedPair
 from rubrics.critic import Comparator, LLMCritic
+from rubrics.loader import RubricSet
 from rubrics.render import defuse, nonce
 
 ComparatorFor = Callable[[str, list[str]], Comparator]
@@ -107,8 +108,14 @@ class ExemplarBank:
 class ExemplarCritic(LLMCritic):
     """:class:`LLMCritic` whose prompt opens with exemplars from a bank."""
 
-    def __init__(self, client: ChatClient, rubrics: list[str], exemplars: str) -> None:
-        super().__init__(client, rubrics)
+    def __init__(
+        self,
+        client: ChatClient,
+        rubrics: list[str],
+        exemplars: str,
+        rubric_set: RubricSet | None = None,
+    ) -> None:
+        super().__init__(client, rubrics, rubric_set=rubric_set)
         self.exemplars = exemplars
 
     def prompt(self, prompt: str, first: str, second: str) -> str:
@@ -124,8 +131,11 @@ class EndpointCritic:
         *,
         exemplars: int = 0,
         bank: ExemplarBank | None = None,
+        rubric_set: RubricSet | None = None,
     ) -> None:
         self._endpoint = endpoint
+        self.rubric_set = rubric_set
+        """Where rubric ids are looked up; unset: the built-in library."""
         self.exemplars = exemplars
         """Exemplars shown per comparison; 0 turns in-context refinement off."""
         self.bank = bank or ExemplarBank()
@@ -143,7 +153,7 @@ class EndpointCritic:
 
             def comparator(domain: str, rubrics: list[str]) -> Comparator:
                 block = self.bank.render(domain, self.exemplars) if self.exemplars else ""
-                return ExemplarCritic(client, rubrics, block)
+                return ExemplarCritic(client, rubrics, block, self.rubric_set)
 
             yield comparator
 

@@ -27,7 +27,7 @@ from rl.critique.agreement import VerifiedPair
 from rl.critique.critics import TEMPLATES, ComparatorFor
 from rubrics.critic import Comparator, Preference
 from rubrics.judge import keyed
-from rubrics.loader import library
+from rubrics.loader import RubricSet, library
 from rubrics.render import defuse
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,13 @@ class LocalCritic:
         tokenizer: Any,
         refinement: RefinementConfig | None = None,
         rubrics: list[str] | None = None,
+        rubric_set: RubricSet | None = None,
     ) -> None:
         self.model = model
         self.rubrics = rubrics or ["core", "prescriptive"]
         """Rubric ids of the refinement rows (the reward's ``critic.rubrics``)."""
+        self.rubric_set = rubric_set
+        """Where rubric ids are looked up; unset: the built-in library."""
         self.tokenizer = tokenizer
         self.refinement = refinement or RefinementConfig(method="dpo")
         self.version = 0
@@ -65,13 +68,14 @@ class LocalCritic:
         model: str,
         refinement: RefinementConfig | None = None,
         rubrics: list[str] | None = None,
+        rubric_set: RubricSet | None = None,
     ) -> LocalCritic:
         """``embedded`` (the converted SmolLM2) or a local model directory."""
         from llm.embedded.model import ensure_converted, load_model
 
         path = ensure_converted() if model == "embedded" else Path(model)
         weights, tokenizer = load_model(path)
-        return cls(weights, tokenizer, refinement, rubrics)
+        return cls(weights, tokenizer, refinement, rubrics, rubric_set)
 
     def _token_id(self, letter: str) -> int:
         ids = self.tokenizer.encode(letter, add_special_tokens=False)
@@ -81,7 +85,7 @@ class LocalCritic:
 
     def messages(self, prompt: str, first: str, second: str, rubrics: list[str]) -> list[dict]:
         a, b = defuse(first), defuse(second)
-        names = [c.description for _, _, c in keyed(rubrics, library())]
+        names = [c.description for _, _, c in keyed(rubrics, self.rubric_set or library())]
         # no nonce in the markers: defuse already keeps a response from closing its
         # block, and the hex would be a fifth of the prompt's tokens
         text = _TEMPLATE.render(prompt=defuse(prompt), a=a, b=b, criteria=names)

@@ -120,7 +120,9 @@ class CritiqueReward:
         self._agreement = AgreementLog()
         self._cache: dict[str, tuple[Preference, str]] = {}
         self._last_refined = 0
-        self._known = set(library().rubrics)
+        self.rubric_set = library(*config.rubric_files)
+        """The built-in rubrics plus ``critic.rubric_files``."""
+        self._known = set(self.rubric_set.rubrics)
         self.__name__ = "critic"
 
     def __call__(self, prompts: list[Any], completions: list[Any], **kw: Any) -> list[float | None]:
@@ -180,7 +182,7 @@ class CritiqueReward:
         return out, metrics
 
     def _flags(self, text: str) -> list[str]:
-        checks = {c.precheck for _, c in library().merged(self.config.rubrics) if c.precheck}
+        checks = {c.precheck for _, c in self.rubric_set.merged(self.config.rubrics) if c.precheck}
         return sorted(name for name in checks if CHECKS[name](text))
 
     def _rubrics_of(self, group: Group, kw: dict[str, Any]) -> list[str]:
@@ -290,7 +292,7 @@ class CritiqueReward:
         if rows:
             hits = [name for i in rows for name in flagged[i]]
             for name in {
-                c.precheck for _, c in library().merged(self.config.rubrics) if c.precheck
+                c.precheck for _, c in self.rubric_set.merged(self.config.rubrics) if c.precheck
             }:
                 stats[f"critic/precheck/{name}"] = hits.count(name) / len(rows)
         scored = [i for i in rows if rewards[i] is not None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,6 +24,7 @@ from rl.critique import (
 )
 from rl.critique.groups import groups
 from rl.critique.reward import pearson
+from rubrics import library
 
 BLOCK = re.compile(r"<<<RESPONSE ([AB]) \w+>>>\n(.*?)\n<<<END RESPONSE", re.DOTALL)
 
@@ -175,6 +177,25 @@ def test_rows_of_other_gyms_get_none_and_row_rubrics_are_judged() -> None:
         )
     assert rewards == [0.0, 1.0, None, None]
     assert all("safety." in r["messages"][0]["content"] for r in server.requests)
+
+
+def test_a_rows_own_rubric_from_the_users_files_reaches_the_critic(tmp_path: Path) -> None:
+    (tmp_path / "refund.yaml").write_text(
+        "id: refund\nkind: task\ndescription: Refunds follow policy.\ncriteria:\n"
+        "  - id: window\n    description: Quotes the 30-day refund window.\n"
+        "    scale: binary\n"
+    )
+    prompts, completions = batch(["p"] * 2, ["a", "bb"])
+    with ScriptedEndpoint(longer_wins) as server:
+        files = [str(tmp_path / "refund.yaml")]
+        config = CriticConfig(rubrics=["core"], rubric_files=files)
+        backend = EndpointCritic(server.endpoint(max_retries=0), rubric_set=library(*files))
+        reward = CritiqueReward(config, backend, num_generations=2)
+        rewards = reward(prompts, completions, rubrics=[["refund"]] * 2)
+    assert rewards == [0.0, 1.0]
+    assert all(
+        "Quotes the 30-day refund window" in r["messages"][0]["content"] for r in server.requests
+    )
 
 
 def test_centred_rewards_sum_to_zero_per_group() -> None:

@@ -14,7 +14,7 @@ from llm.yamlconf import YamlConfigError
 from rl.config import load_config
 from rl.critique import CritiqueReward
 from rl.gyms.base import Resources
-from rl.trainer import build_gyms, grpo_args, reward_functions
+from rl.trainer import build_gyms, critic_backend, grpo_args, reward_functions
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = """\
@@ -72,6 +72,44 @@ def test_critic_errors_name_file_line_and_field(
 ) -> None:
     with pytest.raises(YamlConfigError, match=message):
         load_config(write(tmp_path, GOOD.replace(*edit)))
+
+
+REFUND = """\
+id: refund
+kind: task
+description: Refund answers follow the shop's policy.
+extends: [core]
+criteria:
+  - id: cites_policy
+    description: Quotes the 30-day refund window.
+    weight: 2
+    scale: binary
+"""
+
+
+def test_a_users_own_rubric_files_give_the_critic_new_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "refund.yaml").write_text(REFUND)
+    own = f"rubrics: [core, refund]\n  rubric_files: [{tmp_path / 'mine'}]"
+    config = load_config(write(tmp_path, GOOD.replace("rubrics: [core]", own)))
+    assert config.critic is not None and config.critic.rubrics == ["core", "refund"]
+    monkeypatch.setenv(EMBEDDED_URL_ENV, "http://127.0.0.1:9/v1")  # resolved, never called
+    backend = critic_backend(config, None)
+    criteria = [c.id for _, c in backend.rubric_set.merged(["refund"])]
+    assert criteria == [
+        "clarity_relevance",
+        "fluency_engagement",
+        "objective_grounded",
+        "cites_policy",
+    ]
+    # Without the file the id is unknown; a broken file is reported at its own line.
+    with pytest.raises(YamlConfigError, match=r"unknown rubric ids \['refund'\]"):
+        load_config(write(tmp_path, GOOD.replace("rubrics: [core]", "rubrics: [core, refund]")))
+    (tmp_path / "mine" / "refund.yaml").write_text(REFUND.replace("weight: 2", "weight: -1"))
+    with pytest.raises(YamlConfigError, match=r"refund.yaml:8: criteria\[0\].weight"):
+        load_config(write(tmp_path, GOOD.replace("rubrics: [core]", own)))
 
 
 def test_the_critic_reward_comes_last_with_its_weight_and_reads_the_gym_scores(

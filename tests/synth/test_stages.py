@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from llm.testing import Faults, ScriptedEndpoint
 from synth.agents import allocate, plan_agents
 from synth.config import EnvironmentMix
+from synth.pipeline import settings
 from synth.schema import Record
 from synth.testing import ScriptedWorld
 from synth.tools import build_tools
@@ -66,11 +69,13 @@ async def test_worker_writes_agents_and_graded_tasks(tmp_path: Path, scripted) -
     await worker.aclose()
 
 
-async def _one_record(tmp_path: Path, server: ScriptedEndpoint, kind: str) -> Record:
+async def _one_record(
+    tmp_path: Path, server: ScriptedEndpoint, kind: str, settings: WorkerSettings | None = None
+) -> Record:
     config = small_config(tmp_path, agents={"count": 4})
     agents = [a for a in plan_agents(config, await build_tools(config, tmp_path, None))]
     agent = next(a for a in agents if a.environment == kind)
-    worker = Worker(endpoints_for(server), WorkerSettings(tasks_per_agent=1))
+    worker = Worker(endpoints_for(server), settings or WorkerSettings(tasks_per_agent=1))
     tasks, _, _ = await worker.make_tasks(agent)
     record = await worker.run_task(tasks[0], agent)
     await worker.aclose()
@@ -86,6 +91,53 @@ async def test_simulated_task_is_played_and_judged(tmp_path: Path, scripted, wor
     assert record.trajectory.final_state == {"orders": {"A-1": "shipped"}, "calls": 1}
     assert {"agent", "user", "tool_simulator", "judge"} <= set(record.usage)
     assert world.roles["judge"] == 1
+
+
+REFUND = (
+    "id: refund\nkind: trajectory\ndescription: Refunds follow the policy.\ncriteria:\n"
+    "  - id: window\n    description: Quotes the 30-day refund window.\n    scale: binary\n"
+)
+
+
+async def test_the_judge_uses_the_users_own_rubric_files(tmp_path: Path, scripted) -> None:
+    (tmp_path / "refund.yaml").write_text(REFUND)
+    judge = {"rubrics": ["trajectory", "refund"], "rubric_files": [str(tmp_path / "refund.yaml")]}
+    config = small_config(tmp_path, judge=judge)
+    worker_settings = replace(settings(config), tasks_per_agent=1)
+    assert [r.id for r in worker_settings.judge_own_rubrics] == ["refund"]
+    record = await _one_record(tmp_path, scripted, "simulated", worker_settings)
+    assert record.outcome == "accepted"
+    judged = [r for r in scripted.requests if "Quotes the 30-day refund window" in json.dumps(r)]
+    assert len(judged) == 1 and "refund.window" in json.dumps(judged[0])
+
+
+def test_the_config_hash_follows_what_the_rubric_files_say(tmp_path: Path) -> None:
+    def content_hash(folder: str, text: str) -> str:
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / "refund.yaml").write_text(text)
+        files = [str(tmp_path / folder)]
+        judge = {"rubrics": ["refund"], "rubric_files": files}
+        return small_config(tmp_path, judge=judge).content_hash()
+
+    first = content_hash("a", REFUND)
+    assert content_hash("b", REFUND) == first  # the same rubric elsewhere
+    assert content_hash("a", REFUND.replace("30-day", "14-day")) != first
+
+
+@pytest.mark.parametrize(
+    ("with_file", "message"),
+    [
+        (False, r"(?s)judge.*unknown rubric ids \['refund'\]"),
+        (True, r"(?s)judge.*rubric_files: .*refund.yaml:7: criteria\[0\].scale"),
+    ],
+)
+def test_judge_rubrics_are_checked_when_the_config_loads(
+    tmp_path: Path, with_file: bool, message: str
+) -> None:
+    (tmp_path / "refund.yaml").write_text(REFUND.replace("scale: binary", "scale: stars"))
+    files = [str(tmp_path / "refund.yaml")] if with_file else []
+    with pytest.raises(ValidationError, match=message):
+        small_config(tmp_path, judge={"rubrics": ["refund"], "rubric_files": files})
 
 
 async def test_a_failing_judge_rejects_with_the_reason(tmp_path: Path) -> None:
