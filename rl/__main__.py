@@ -1,4 +1,4 @@
-"""``python -m rl train CONFIG [--set a.b=c ...] [--resume [PATH]]``, ``eval``, ``gyms``."""
+"""``python -m rl train CONFIG [--set a.b=c ...] [--resume latest|PATH]``, ``eval``, ``gyms``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``python -m sandboxes``: build the Docker sandbox image."""
+"""``python -m sandboxes``: build the Docker sandbox image, check the Docker engine."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ def build_image_command(
     tag: str = typer.Option("summit-sandbox:latest", help="Image tag."),
     force: bool = typer.Option(False, help="Rebuild even when the image exists."),
 ) -> None:
-    """Build the sandbox image offline (debootstrap a minimal Debian, docker import)."""
+    """Build the sandbox image without a registry: debootstrap a minimal Debian (needs
+    root and a Debian mirror), then docker import."""
     from sandboxes.base import SandboxError
     from sandboxes.docker import build_image, image_exists
 

@@ -11,7 +11,7 @@ of a ``docker exec``. What it does not cover: kernel
 exploits (it is a container, not a VM), GPU access, or languages other than those in the
 image (Python 3 in the default image).
 
-The image is built offline where no registry is reachable: ``debootstrap`` a minimal
+The image is built without a registry (none is reachable here): ``debootstrap`` a minimal
 Debian with python3, add the sandbox user, ``docker import`` the tree
 (``python -m sandboxes build-image``); where a registry is reachable a Dockerfile build
 gives the same image. This is the only module that imports ``docker``.
@@ -101,7 +101,8 @@ def ensure_image(tag: str = IMAGE, *, announce: Callable[[str], None] | None = N
 
 
 def build_image(tag: str = IMAGE, *, suite: str = "bookworm") -> str:
-    """Build the sandbox image offline (debootstrap + docker import); returns the tag."""
+    """Build the sandbox image without a registry (debootstrap + docker import); returns
+    the tag."""
     if shutil.which("debootstrap") is None:
         raise SandboxError("debootstrap is not installed (apt-get install -y debootstrap)")
     with tempfile.TemporaryDirectory(prefix="summit-rootfs-") as tmp:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # System parts the test suite uses beyond Python: a Docker engine (the code sandbox),
-# debootstrap (builds the sandbox image offline) and Chromium (renders the synthesis
+# debootstrap (builds the sandbox image without a registry) and Chromium (renders the synthesis
 # report in a test). Installs what is missing with apt-get (as root or through sudo)
 # and starts dockerd when no engine answers. Where it cannot, it says so and goes on:
 # the tests that need a missing part skip with the reason (and fail under CI=true).

@@ -3,7 +3,7 @@
 Layout::
 
     OUT/config.yaml            the resolved config (and its hash in run.json)
-    OUT/run.json               config hash, code version, started/finished
+    OUT/run.json               config hash, how many times the job was started
     OUT/tools.jsonl            the tool repository used (after evolution)
     OUT/agents.jsonl           AgentSpecs          (a stage checkpoint)
     OUT/tasks.jsonl            TaskSpecs           (a stage checkpoint)
