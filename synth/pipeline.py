@@ -266,13 +266,41 @@ def _init_ray(config: SynthConfig) -> None:
     if address:
         ray.init(address=address, log_to_driver=False)
         return
-    ray.init(
-        address="local",
-        num_cpus=config.ray.num_cpus or max(2, os.cpu_count() or 2),
-        include_dashboard=False,
-        log_to_driver=False,
-        _node_ip_address="127.0.0.1",
-    )
+    start_local_ray(config.ray.num_cpus or max(2, os.cpu_count() or 2))
+
+
+def start_local_ray(num_cpus: int) -> None:
+    """Start a single-node Ray cluster in this process that listens on loopback only.
+
+    Ray turns a node address of 127.0.0.1 into the machine's reachable address and then
+    listens on every interface. With multi-node clusters switched off it keeps to
+    loopback: the environment variable tells the processes Ray starts, the constant tells
+    this one (it was read when ``ray`` was imported). Both are restored once the cluster
+    runs, so a later ``ray.init(address=...)`` in this process joins clusters as usual.
+    """
+    from ray._private import ray_constants
+
+    saved = os.environ.get(_SINGLE_NODE), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_SINGLE_NODE] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            _node_ip_address="127.0.0.1",
+        )
+    finally:
+        if saved[0] is None:
+            os.environ.pop(_SINGLE_NODE, None)
+        else:
+            os.environ[_SINGLE_NODE] = saved[0]
+        ray_constants.ENABLE_RAY_CLUSTER = saved[1]
+
+
+_SINGLE_NODE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch for multi-node clusters (on by default on Linux, despite its name)."""
 
 
 @contextlib.contextmanager

@@ -49,13 +49,9 @@ def small_config(tmp_path: Path, **changes: object) -> SynthConfig:
 def local_ray() -> Iterator[None]:
     import ray
 
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        _node_ip_address="127.0.0.1",
-    )
+    from synth.pipeline import start_local_ray
+
+    start_local_ray(num_cpus=2)
     yield
     ray.shutdown()
 

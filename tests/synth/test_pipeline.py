@@ -67,3 +67,28 @@ def test_a_wrong_endpoint_fails_the_job_early_naming_the_role(tmp_path, local_ra
     config.endpoints.generator.base_url = server.url  # the server is gone now
     with pytest.raises(TaskError, match="role 'generator' does not answer"):
         run(config)
+
+
+def test_the_local_cluster_listens_on_loopback_only(local_ray) -> None:
+    import ipaddress
+
+    import psutil
+
+    me = psutil.Process()
+    ray_processes = [me, *me.children(recursive=True)]
+    listening = [
+        (proc.name(), conn.laddr.ip, conn.laddr.port)
+        for proc in ray_processes
+        for conn in proc.net_connections(kind="tcp")
+        if conn.status == psutil.CONN_LISTEN
+    ]
+    assert any(name.startswith(("gcs_server", "raylet")) for name, _, _ in listening)
+
+    def loopback(ip: str) -> bool:
+        address = ipaddress.ip_address(ip)
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return address.is_loopback
+
+    exposed = [entry for entry in listening if not loopback(entry[1])]
+    assert not exposed, f"Ray listens beyond loopback: {exposed}"

@@ -54,7 +54,7 @@ def test_a_killed_actor_loses_nothing(tmp_path: Path) -> None:
     import ray
 
     from synth.config import SynthConfig
-    from synth.pipeline import run
+    from synth.pipeline import run, start_local_ray
 
     world = ScriptedWorld()
     killed: list[int] = []
@@ -69,7 +69,7 @@ def test_a_killed_actor_loses_nothing(tmp_path: Path) -> None:
                 killed.append(proc.pid)
                 return
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    start_local_ray(num_cpus=2)
     try:
         with ScriptedEndpoint(world, latency_s=0.15) as server:
             config = SynthConfig.model_validate(job_config(tmp_path / "out", server.url))
@@ -83,6 +83,11 @@ def test_a_killed_actor_loses_nothing(tmp_path: Path) -> None:
     assert_exact(tmp_path / "out", 16)
 
 
+LOOPBACK = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+"""A single-node cluster: Ray otherwise turns 127.0.0.1 into the machine's address and
+listens on every interface (see ``synth.pipeline.start_local_ray``)."""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -93,7 +98,7 @@ def _free_port() -> int:
 def ray_cluster(tmp_path: Path) -> Iterator[str]:
     """A real head node on 127.0.0.1 with its job server; yields the job server address."""
     dashboard = _free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env = {**os.environ, **LOOPBACK}
     subprocess.run(
         [
             RAY,
@@ -125,7 +130,7 @@ def ray_cluster(tmp_path: Path) -> Iterator[str]:
 
 
 def _ray(*args: str, address: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": address}
+    env = {**os.environ, **LOOPBACK, "RAY_ADDRESS": address}
     return subprocess.run([RAY, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
