@@ -202,6 +202,8 @@ def main() -> None:
 
     import ray
 
+    from synth.pipeline import start_local_ray
+
     agents_n, per_agent = (20, 6) if args.quick else (60, 8)
     bound = args.capacity / args.latency
     clock = Clock(ScriptedWorld())
@@ -214,13 +216,7 @@ def main() -> None:
         console.print(f"bound C/L = {args.capacity}/{args.latency:g} s = {bound:.0f} requests/s")
         config, agents, tasks = make_work(server, agents_n, per_agent, Path(tmp))
         console.print(f"{len(agents)} agents, {len(tasks)} tasks")
-        ray.init(
-            address="local",
-            num_cpus=2,
-            include_dashboard=False,
-            log_to_driver=False,
-            _node_ip_address="127.0.0.1",
-        )
+        start_local_ray(num_cpus=2)
         try:
             for actors in (1, 2, 4):
                 results[actors] = ours(config, agents, tasks, clock, actors, args.per_actor)
