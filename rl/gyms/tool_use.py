@@ -23,7 +23,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rl.gyms.base import (
     Gym,
@@ -61,7 +61,23 @@ class ToolUseOptions(GymOptions):
     """``rl_prompts.parquet`` from ``python -m synth run``, or a ``.jsonl`` of TaskSpec rows
     each with a ``toolset`` field (and optionally ``system_prompt``)."""
     judge_rubrics: list[str] = Field(default_factory=lambda: ["trajectory"])
-    """Library rubrics added to the task's own rubric when there is no expected state."""
+    """Rubrics added to the task's own rubric when there is no expected state: built-in
+    ids or ids from ``judge_rubric_files``."""
+    judge_rubric_files: list[str] = Field(default_factory=list)
+    """Your own rubric YAML files or folders, loaded beside the built-in library."""
+
+    @model_validator(mode="after")
+    def _known_rubrics(self) -> ToolUseOptions:
+        from rubrics import RubricError, library
+
+        try:
+            known = library(*self.judge_rubric_files).rubrics
+        except RubricError as exc:
+            raise ValueError(f"judge_rubric_files: {exc}") from exc
+        unknown = [r for r in self.judge_rubrics if r not in known]
+        if unknown:
+            raise ValueError(f"unknown rubric ids {unknown}; known: {', '.join(sorted(known))}")
+        return self
 
 
 @register
@@ -106,7 +122,7 @@ class ToolUseGym(Gym):
 
         async def one(sample: Sample, client: ChatClient) -> float | None:
             spec = TaskSpec.model_validate(sample.payload["task"])
-            base = library()
+            base = library(*self.options.judge_rubric_files)
             rubrics = RubricSet({**base.rubrics, spec.rubric.id: spec.rubric})
             trajectory = sample.prompt + sample.completion
             ids = [spec.rubric.id, *self.options.judge_rubrics]

@@ -125,3 +125,32 @@ def test_bad_task_files_name_the_row_and_field(tmp_path: Path) -> None:
         read_tasks(broken)
     with pytest.raises(GymError, match="no such file"):
         read_tasks(tmp_path / "missing.jsonl")
+
+
+def test_judge_rubrics_are_checked_when_the_config_loads(tmp_path: Path) -> None:
+    from llm.yamlconf import YamlConfigError
+    from rl.config import load_config
+
+    (tmp_path / "rubrics").mkdir()
+    (tmp_path / "rubrics" / "bank.yaml").write_text(
+        "id: bank-policy\nkind: trajectory\ndescription: Bank rules.\ncriteria:\n"
+        "  - id: confirms\n    description: Confirms the amount before a transfer.\n"
+        "    scale: binary\n"
+    )
+
+    def config(options: str) -> Path:
+        path = tmp_path / "c.yaml"
+        path.write_text(
+            "name: t\noutput_dir: runs/t\ngyms:\n  - gym: tool_use\n"
+            f"    options: {{path: {TASKS}, {options}}}\n"
+        )
+        return path
+
+    loaded = load_config(
+        config(
+            f"judge_rubrics: [trajectory, bank-policy], judge_rubric_files: [{tmp_path / 'rubrics'}]"
+        )
+    )
+    assert loaded.gyms[0].options["judge_rubrics"] == ["trajectory", "bank-policy"]
+    with pytest.raises(YamlConfigError, match=r"unknown rubric ids \['bank-policy'\]"):
+        load_config(config("judge_rubrics: [bank-policy]"))
