@@ -215,19 +215,9 @@ class CriticConfig(BaseModel):
                 "refinement.method in_context is for endpoint critics; a local_model "
                 "critic is refined with dpo"
             )
-        from rubrics import RubricError, library
+        from rubrics.loader import require
 
-        try:
-            library()
-        except RubricError:  # a broken library is reported by `rubrics validate`
-            return self
-        try:
-            known = set(library(*self.rubric_files).rubrics)
-        except RubricError as exc:
-            raise ValueError(f"rubric_files: {exc}") from exc
-        unknown = [r for r in self.rubrics if r not in known]
-        if unknown:
-            raise ValueError(f"unknown rubric ids {unknown}; known: {', '.join(sorted(known))}")
+        require(self.rubrics, self.rubric_files)
         return self
 
 

@@ -209,6 +209,23 @@ def _stamp(path: Path) -> tuple[str, tuple[tuple[str, str], ...]]:
     return str(path), stamps
 
 
+def require(rubric_ids: Sequence[str], files: Sequence[str | Path] = ()) -> RubricSet:
+    """The library plus ``files``, once every id in ``rubric_ids`` is known to it.
+
+    For config validators: raises ``ValueError`` naming the rubric file and line at fault,
+    or the unknown ids and the known ones.
+    """
+    try:
+        rubric_set = library(*files)
+    except RubricError as exc:
+        raise ValueError(f"rubric files: {exc}") from exc
+    unknown = [r for r in rubric_ids if r not in rubric_set]
+    if unknown:
+        known = ", ".join(sorted(rubric_set.rubrics))
+        raise ValueError(f"unknown rubric ids {unknown}; known: {known}")
+    return rubric_set
+
+
 @lru_cache(maxsize=16)
 def _library(extra: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]) -> RubricSet:
     return RubricSet.load([LIBRARY, *(path for path, _ in extra)])

@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llm import Endpoint, get_endpoint, load_presets
 from llm.yamlconf import load_yaml_model
-from rubrics import Rubric, RubricError, RubricSet, library
+from rubrics import Rubric, library
+from rubrics.loader import require
 from synth.schema import Difficulty
 from tool_registry.evolution import EvolveConfig
 
@@ -140,22 +141,12 @@ class JudgeConfig(_Strict):
 
     @model_validator(mode="after")
     def _known_rubrics(self) -> JudgeConfig:
-        known = self.rubric_set().rubrics
-        unknown = [r for r in self.rubrics if r not in known]
-        if unknown:
-            raise ValueError(f"unknown rubric ids {unknown}; known: {', '.join(sorted(known))}")
+        require(self.rubrics, self.rubric_files)
         return self
-
-    def rubric_set(self) -> RubricSet:
-        """The built-in library plus ``rubric_files`` (ValueError naming file:line)."""
-        try:
-            return library(*self.rubric_files)
-        except RubricError as exc:
-            raise ValueError(f"rubric_files: {exc}") from exc
 
     def own_rubrics(self) -> tuple[Rubric, ...]:
         """The rubrics of ``rubric_files``, ``extends`` resolved (plain data for workers)."""
-        every, built_in = self.rubric_set(), library()
+        every, built_in = library(*self.rubric_files), library()
         return tuple(every.get(rid) for rid in every.rubrics if rid not in built_in)
 
 

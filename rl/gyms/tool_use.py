@@ -68,15 +68,9 @@ class ToolUseOptions(GymOptions):
 
     @model_validator(mode="after")
     def _known_rubrics(self) -> ToolUseOptions:
-        from rubrics import RubricError, library
+        from rubrics.loader import require
 
-        try:
-            known = library(*self.judge_rubric_files).rubrics
-        except RubricError as exc:
-            raise ValueError(f"judge_rubric_files: {exc}") from exc
-        unknown = [r for r in self.judge_rubrics if r not in known]
-        if unknown:
-            raise ValueError(f"unknown rubric ids {unknown}; known: {', '.join(sorted(known))}")
+        require(self.judge_rubrics, self.judge_rubric_files)
         return self
 
 

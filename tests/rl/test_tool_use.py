@@ -146,11 +146,8 @@ def test_judge_rubrics_are_checked_when_the_config_loads(tmp_path: Path) -> None
         )
         return path
 
-    loaded = load_config(
-        config(
-            f"judge_rubrics: [trajectory, bank-policy], judge_rubric_files: [{tmp_path / 'rubrics'}]"
-        )
-    )
+    own = f"judge_rubric_files: [{tmp_path / 'rubrics'}]"
+    loaded = load_config(config(f"judge_rubrics: [trajectory, bank-policy], {own}"))
     assert loaded.gyms[0].options["judge_rubrics"] == ["trajectory", "bank-policy"]
     with pytest.raises(YamlConfigError, match=r"unknown rubric ids \['bank-policy'\]"):
         load_config(config("judge_rubrics: [bank-policy]"))

@@ -128,7 +128,7 @@ def test_the_config_hash_follows_what_the_rubric_files_say(tmp_path: Path) -> No
     ("with_file", "message"),
     [
         (False, r"(?s)judge.*unknown rubric ids \['refund'\]"),
-        (True, r"(?s)judge.*rubric_files: .*refund.yaml:7: criteria\[0\].scale"),
+        (True, r"(?s)judge.*rubric files: .*refund.yaml:7: criteria\[0\].scale"),
     ],
 )
 def test_judge_rubrics_are_checked_when_the_config_loads(
