@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from llm import Endpoint, get_endpoint, load_presets
 from llm.yamlconf import load_yaml_model
@@ -139,15 +139,18 @@ class JudgeConfig(_Strict):
     """Bound on the judge's written reasoning (a third of it per criterion); small models
     need it small to finish their answer within ``max_tokens``."""
 
+    _own: tuple[Rubric, ...] = PrivateAttr(default=())
+
     @model_validator(mode="after")
-    def _known_rubrics(self) -> JudgeConfig:
-        require(self.rubrics, self.rubric_files)
+    def _load_rubrics(self) -> JudgeConfig:
+        every, built_in = require(self.rubrics, self.rubric_files), library()
+        self._own = tuple(every.get(rid) for rid in every.rubrics if rid not in built_in)
         return self
 
     def own_rubrics(self) -> tuple[Rubric, ...]:
-        """The rubrics of ``rubric_files``, ``extends`` resolved (plain data for workers)."""
-        every, built_in = library(*self.rubric_files), library()
-        return tuple(every.get(rid) for rid in every.rubrics if rid not in built_in)
+        """The rubrics of ``rubric_files``, ``extends`` resolved (plain data for workers),
+        as read once when the config was loaded."""
+        return self._own
 
 
 class RayConfig(_Strict):
@@ -194,9 +197,12 @@ class SynthConfig(_Strict):
     def content_hash(self) -> str:
         """Hash of what decides the dataset (not where it goes or how fast)."""
         data = self.model_dump(mode="json", exclude={"output_dir", "ray", "name"})
-        if self.judge.rubric_files:  # what the files say decides the dataset, not their path
+        # What the rubric files say decides the dataset, not where they are; golden tests
+        # do not. Without rubric files the hash is what it was before they existed.
+        files = data["judge"].pop("rubric_files")
+        if files:
             data["judge"]["rubric_files"] = [
-                r.model_dump(mode="json") for r in self.judge.own_rubrics()
+                r.model_dump(mode="json", exclude={"tests"}) for r in self.judge.own_rubrics()
             ]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
