@@ -77,7 +77,7 @@ def test(
     from rubrics.golden import GoldenResult, run_golden
 
     rubric_set = _load(paths)
-    wanted = RubricSet.load(paths).rubrics if paths else rubric_set.rubrics
+    wanted = _from(rubric_set, paths)
 
     async def run_all(ep: Endpoint) -> list[GoldenResult]:
         async with ChatClient(ep) as client:
@@ -100,29 +100,36 @@ def test(
     except LLMError as exc:
         err.print(f"error: {exc}")
         raise typer.Exit(2) from exc
+    figures = _report(results, wanted, endpoint)
+    if as_json:
+        print(json.dumps(figures))
+
+
+def _from(rubric_set: RubricSet, paths: list[Path]) -> list[str]:
+    """Ids of the rubrics loaded from ``paths`` (not from the library added beside them)."""
+    roots = [p.resolve() for p in paths]
+    return [
+        rid
+        for rid, source in rubric_set.sources.items()
+        if any(source.path.resolve() == r or r in source.path.resolve().parents for r in roots)
+    ]
+
+
+def _report(results: list[Any], wanted: list[str], endpoint: str) -> dict[str, Any]:
+    """Print agreement and errors per rubric, then each disagreement; return the figures."""
     table = Table(title=f"golden tests on {endpoint}")
     for column in ("rubric", "tests", "agree", "errors", "agreement"):
         table.add_column(column)
     per_rubric = {}
-    for rid in wanted:
-        mine = [r for r in results if r.rubric == rid]
+    for rid in [*wanted, None]:
+        mine = [r for r in results if rid is None or r.rubric == rid]
         agree = sum(r.agrees for r in mine)
-        per_rubric[rid] = agree / len(mine) if mine else None
-        table.add_row(
-            rid,
-            str(len(mine)),
-            str(agree),
-            str(sum(r.got.startswith("error") for r in mine)),
-            f"{per_rubric[rid]:.2f}" if mine else "-",
-        )
-    overall = sum(r.agrees for r in results) / len(results) if results else 0.0
-    table.add_row(
-        "overall",
-        str(len(results)),
-        str(sum(r.agrees for r in results)),
-        str(sum(r.got.startswith("error") for r in results)),
-        f"{overall:.2f}",
-    )
+        share = agree / len(mine) if mine else None
+        if rid is not None:
+            per_rubric[rid] = share
+        errors = sum(r.got.startswith("error") for r in mine)
+        cells = [str(len(mine)), str(agree), str(errors)]
+        table.add_row(rid or "overall", *cells, "-" if share is None else f"{share:.2f}")
     console.print(table)
     for r in results:
         if not r.agrees:
@@ -131,8 +138,12 @@ def test(
                 markup=False,
                 highlight=False,
             )
-    if as_json:
-        print(json.dumps({"agreement": overall, "per_rubric": per_rubric, "tests": len(results)}))
+    return {
+        "agreement": sum(r.agrees for r in results) / len(results) if results else 0.0,
+        "per_rubric": per_rubric,
+        "tests": len(results),
+        "errors": sum(r.got.startswith("error") for r in results),
+    }
 
 
 @app.command()

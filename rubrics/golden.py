@@ -35,11 +35,11 @@ async def run_golden(
         if isinstance(test, PairTest):
             ranking = await rank(test.prompt, [test.a, test.b], critic)
             a, b = ranking.scores
-            got = (
-                "error"
-                if ranking.failures == ranking.calls
-                else ("a" if a > b else "b" if b > a else "tie")
-            )
+            if ranking.failures == ranking.calls:
+                errors = [c.error for c in ranking.comparisons if c.error]
+                got = f"error: {errors[0]}" if errors else "error"
+            else:
+                got = "a" if a > b else "b" if b > a else "tie"
             return GoldenResult(
                 rubric=rubric.id,
                 index=index,

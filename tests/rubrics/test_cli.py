@@ -79,7 +79,7 @@ SMALL = (
 
 def test_golden_test_report_names_each_disagreement_and_counts_errors(tmp_path: Path) -> None:
     small = tmp_path / "small.yaml"
-    small.write_text(SMALL)
+    small.write_text(SMALL.replace("kind: task\n", "kind: task\nextends: [core]\n"))
 
     def critic_knows_paris(request: dict[str, Any]) -> str:
         prompt = request["messages"][0]["content"]
@@ -94,8 +94,8 @@ def test_golden_test_report_names_each_disagreement_and_counts_errors(tmp_path: 
         result = rubrics("test", str(small), "--json", env={"SUMMIT_EMBEDDED_URL": server.url})
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    assert figures == {"agreement": 0.5, "per_rubric": {"small": 0.5}, "tests": 2}
-    assert "small tests[1] (single): expected pass, got error" in result.stdout
+    assert figures == {"agreement": 0.5, "per_rubric": {"small": 0.5}, "tests": 2, "errors": 1}
+    assert "small tests[1] (single): expected pass, got error: " in result.stdout
     assert "tests[0]" not in result.stdout
     overall = next(line for line in result.stdout.splitlines() if "overall" in line)
     assert [cell.strip() for cell in overall.split("│")[2:5]] == ["2", "1", "1"]
