@@ -193,27 +193,45 @@ def library(*extra: str | Path) -> RubricSet:
     """The built-in rubrics of ``rubrics/library``, plus a user's own rubric files or
     folders in ``extra`` (their ids must not clash with the library's; they may extend it).
 
-    Loaded again only when a file changes; raises :class:`RubricError`.
+    Loaded again only when a file changes; raises :class:`RubricError`. The library
+    itself, a path given twice or a file inside a folder also given are read once::
+
+        rubrics = library("my_rubrics/")      # my_rubrics/refund.yaml: id refund-policy
+        rubrics.criteria("refund-policy")
     """
-    return _library(tuple(_stamp(Path(p).resolve()) for p in extra))
+    chosen: list[Path] = []
+    for path in (Path(p).resolve() for p in extra):
+        inside = [LIBRARY, *chosen]
+        if not any(path == seen or seen in path.parents for seen in inside):
+            chosen = [c for c in chosen if path not in c.parents] + [path]
+    return _library(tuple(_stamp(path) for path in chosen))
 
 
 def _stamp(path: Path) -> tuple[str, tuple[tuple[str, str], ...]]:
     """``path`` with the name and content hash of each rubric file in it (the cache key)."""
     files = sorted(path.rglob("*")) if path.is_dir() else [path]
     stamps = tuple(
-        (str(f), hashlib.sha256(f.read_bytes()).hexdigest())
+        (str(f), _digest(f))
         for f in files
         if f.is_file() and (f == path or f.suffix in (".yaml", ".yml"))
     )
     return str(path), stamps
 
 
+def _digest(file: Path) -> str:
+    try:
+        return hashlib.sha256(file.read_bytes()).hexdigest()
+    except OSError:
+        return "unreadable"  # loading reports it with the file's name
+
+
 def require(rubric_ids: Sequence[str], files: Sequence[str | Path] = ()) -> RubricSet:
     """The library plus ``files``, once every id in ``rubric_ids`` is known to it.
 
     For config validators: raises ``ValueError`` naming the rubric file and line at fault,
-    or the unknown ids and the known ones.
+    or the unknown ids and the known ones::
+
+        require(["core", "refund-policy"], ["my_rubrics/"])
     """
     try:
         rubric_set = library(*files)

@@ -126,3 +126,28 @@ def test_committed_editor_schema_matches_the_models_and_accepts_the_library() ->
     for path in sorted(LIBRARY.glob("*.yaml")):
         jsonschema.validate(yaml.safe_load(path.read_text()), committed)
     assert Rubric.model_json_schema()["properties"]["criteria"]
+
+
+def test_library_adds_a_users_files_once_and_reloads_them_when_they_change(
+    tmp_path: Path,
+) -> None:
+    mine = write(tmp_path, "mine.yaml", GOOD)
+    rubrics = library(tmp_path, mine, str(mine), LIBRARY, LIBRARY / "core.yaml")
+    assert "mine" in rubrics and "core" in rubrics
+    assert rubrics is library(tmp_path)  # the same files: the cached set
+    mine.write_text(GOOD.replace("The task is done.", "The task is finished."))
+    assert library(tmp_path).criteria("mine")[0].description == "The task is finished."
+    write(tmp_path, "clash.yaml", GOOD.replace("id: mine", "id: core"))
+    with pytest.raises(RubricError, match=r"clash.yaml:1: id: duplicate rubric id 'core'"):
+        library(tmp_path)
+
+
+def test_require_names_unknown_ids_and_broken_files(tmp_path: Path) -> None:
+    from rubrics.loader import require
+
+    assert "mine" in require(["core", "mine"], [write(tmp_path, "mine.yaml", GOOD)])
+    with pytest.raises(ValueError, match=r"unknown rubric ids \['theirs'\]; known: .*mine"):
+        require(["theirs"], [tmp_path])
+    write(tmp_path, "mine.yaml", GOOD + "    weight: 0\n")
+    with pytest.raises(ValueError, match=r"rubric files: .*mine.yaml:7: criteria\[0\].weight"):
+        require(["mine"], [tmp_path])
