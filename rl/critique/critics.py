@@ -48,6 +48,8 @@ class CriticBackend(Protocol):
     name: str
     version: int
     """Bumped by every refinement that changed the critic."""
+    rubric_set: RubricSet | None
+    """Where rubric ids are looked up; the reward sets it to its own when unset."""
 
     def connect(self) -> contextlib.AbstractAsyncContextManager[ComparatorFor]: ...
 

@@ -121,7 +121,10 @@ class CritiqueReward:
         self._cache: dict[str, tuple[Preference, str]] = {}
         self._last_refined = 0
         self.rubric_set = library(*config.rubric_files)
-        """The built-in rubrics plus ``critic.rubric_files``."""
+        """The built-in rubrics plus ``critic.rubric_files``; the backend judges with it too
+        (given to it here unless it was built with a set of its own)."""
+        if backend.rubric_set is None:
+            backend.rubric_set = self.rubric_set
         self._known = set(self.rubric_set.rubrics)
         self.__name__ = "critic"
 

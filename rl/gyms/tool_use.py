@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from rl.gyms.base import (
     Gym,
@@ -39,6 +39,9 @@ from rl.gyms.base import (
 from sandboxes.executable import state_matches
 from sandboxes.toolsets import TOOLSETS
 from synth.schema import TaskSpec
+
+if TYPE_CHECKING:
+    from rubrics import RubricSet
 
 log = logging.getLogger(__name__)
 SYSTEM = (
@@ -66,12 +69,19 @@ class ToolUseOptions(GymOptions):
     judge_rubric_files: list[str] = Field(default_factory=list)
     """Your own rubric YAML files or folders, loaded beside the built-in library."""
 
+    _rubric_set: RubricSet | None = PrivateAttr(default=None)
+
     @model_validator(mode="after")
-    def _known_rubrics(self) -> ToolUseOptions:
+    def _load_rubrics(self) -> ToolUseOptions:
         from rubrics.loader import require
 
-        require(self.judge_rubrics, self.judge_rubric_files)
+        self._rubric_set = require(self.judge_rubrics, self.judge_rubric_files)
         return self
+
+    def rubric_set(self) -> RubricSet:
+        """The library plus ``judge_rubric_files``, as read when the options were loaded."""
+        assert self._rubric_set is not None  # set by the validator
+        return self._rubric_set
 
 
 @register
@@ -112,11 +122,11 @@ class ToolUseGym(Gym):
 
     async def _judge(self, samples: list[Sample]) -> list[float | None]:
         from llm import ChatClient
-        from rubrics import JudgeError, RubricSet, judge, library
+        from rubrics import JudgeError, RubricSet, judge
 
         async def one(sample: Sample, client: ChatClient) -> float | None:
             spec = TaskSpec.model_validate(sample.payload["task"])
-            base = library(*self.options.judge_rubric_files)
+            base = self.options.rubric_set()
             rubrics = RubricSet({**base.rubrics, spec.rubric.id: spec.rubric})
             trajectory = sample.prompt + sample.completion
             ids = [spec.rubric.id, *self.options.judge_rubrics]

@@ -24,7 +24,6 @@ from rl.critique import (
 )
 from rl.critique.groups import groups
 from rl.critique.reward import pearson
-from rubrics import library
 
 BLOCK = re.compile(r"<<<RESPONSE ([AB]) \w+>>>\n(.*?)\n<<<END RESPONSE", re.DOTALL)
 
@@ -189,7 +188,7 @@ def test_a_rows_own_rubric_from_the_users_files_reaches_the_critic(tmp_path: Pat
     with ScriptedEndpoint(longer_wins) as server:
         files = [str(tmp_path / "refund.yaml")]
         config = CriticConfig(rubrics=["core"], rubric_files=files)
-        backend = EndpointCritic(server.endpoint(max_retries=0), rubric_set=library(*files))
+        backend = EndpointCritic(server.endpoint(max_retries=0))
         reward = CritiqueReward(config, backend, num_generations=2)
         rewards = reward(prompts, completions, rubrics=[["refund"]] * 2)
     assert rewards == [0.0, 1.0]

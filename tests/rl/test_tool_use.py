@@ -151,3 +151,36 @@ def test_judge_rubrics_are_checked_when_the_config_loads(tmp_path: Path) -> None
     assert loaded.gyms[0].options["judge_rubrics"] == ["trajectory", "bank-policy"]
     with pytest.raises(YamlConfigError, match=r"unknown rubric ids \['bank-policy'\]"):
         load_config(config("judge_rubrics: [bank-policy]"))
+
+
+def test_the_judge_scores_trajectories_against_the_users_rubrics(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from llm.testing import ScriptedEndpoint
+    from rl.gyms.base import Resources
+    from synth.testing import ScriptedWorld
+
+    (tmp_path / "bank.yaml").write_text(
+        "id: bank-policy\nkind: trajectory\ndescription: Bank rules.\ncriteria:\n"
+        "  - id: confirms\n    description: Confirms the amount before a transfer.\n"
+        "    scale: binary\n"
+    )
+    spec = json.loads(TASKS.read_text().splitlines()[0])
+    spec.pop("toolset")
+    spec["checks"] = {}  # no expected state: the judge decides
+    played = Sample(
+        prompt=[{"role": "user", "content": spec["user_goal"]}],
+        completion=[{"role": "assistant", "content": "Done: moved 50.00."}],
+        payload={"task": spec, "toolset": "bank"},
+        environment=SimpleNamespace(state={"transfers": []}),
+    )
+    options = {
+        "path": str(TASKS),
+        "judge_rubrics": ["bank-policy"],
+        "judge_rubric_files": [str(tmp_path / "bank.yaml")],
+    }
+    with ScriptedEndpoint(ScriptedWorld()) as server:
+        gym = build_gym("tool_use", options, Resources(judge=lambda: server.endpoint()))
+        assert gym.verify_batch([played]) == [1.0]
+    prompt = json.dumps(server.requests[0])
+    assert "Confirms the amount before a transfer" in prompt and "bank-policy.confirms" in prompt
