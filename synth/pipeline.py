@@ -259,11 +259,15 @@ def _bind(store: RunStore, config: SynthConfig) -> None:
     store.save_json("run.json", {"config_hash": digest, "starts": runs})
 
 
+_MULTI_NODE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch for multi-node clusters, by the name Ray 2.60 gives it."""
+
+
 def _init_ray(config: SynthConfig) -> None:
     if ray.is_initialized():
         return
     address = config.ray.address or os.environ.get("RAY_ADDRESS")
-    if address:
+    if address and address != "local":
         ray.init(address=address, log_to_driver=False)
         return
     start_local_ray(config.ray.num_cpus or max(2, os.cpu_count() or 2))
@@ -273,15 +277,18 @@ def start_local_ray(num_cpus: int) -> None:
     """Start a single-node Ray cluster in this process that listens on loopback only.
 
     Ray turns a node address of 127.0.0.1 into the machine's reachable address and then
-    listens on every interface. With multi-node clusters switched off it keeps to
-    loopback: the environment variable tells the processes Ray starts, the constant tells
-    this one (it was read when ``ray`` was imported). Both are restored once the cluster
-    runs, so a later ``ray.init(address=...)`` in this process joins clusters as usual.
+    listens on every interface. With multi-node clusters switched off (Ray's own switch,
+    on by default on Linux despite its name) it keeps to loopback: the environment
+    variable tells the processes Ray starts, the constant tells this one (it was read when
+    ``ray`` was imported). Both are restored once the cluster runs, so a later
+    ``ray.init(address=...)`` in this process joins clusters as usual. A test checks
+    every listening socket, so a Ray release that moves the switch fails there.
     """
     from ray._private import ray_constants
 
-    saved = os.environ.get(_SINGLE_NODE), ray_constants.ENABLE_RAY_CLUSTER
-    os.environ[_SINGLE_NODE] = "0"
+    variable = getattr(ray_constants, "ENABLE_RAY_CLUSTERS_ENV_VAR", _MULTI_NODE)
+    saved = os.environ.get(variable), getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ[variable] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
         ray.init(
@@ -293,14 +300,11 @@ def start_local_ray(num_cpus: int) -> None:
         )
     finally:
         if saved[0] is None:
-            os.environ.pop(_SINGLE_NODE, None)
+            os.environ.pop(variable, None)
         else:
-            os.environ[_SINGLE_NODE] = saved[0]
-        ray_constants.ENABLE_RAY_CLUSTER = saved[1]
-
-
-_SINGLE_NODE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-"""Ray's switch for multi-node clusters (on by default on Linux, despite its name)."""
+            os.environ[variable] = saved[0]
+        if saved[1] is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = saved[1]
 
 
 @contextlib.contextmanager
