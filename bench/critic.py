@@ -9,10 +9,10 @@ and without judging both orders. The strategies and aggregation are the ones `ra
 uses; only the comparator is simulated.
 
 A second table asks, at K = 8 and three noise levels, how close a budget of 2K calls
-comes to all pairs, how many calls the adaptive strategy needs to come within 0.05 tau of
-all pairs, and what a critic that reported its whole internal margin (not just a winner)
-would reach with 16 calls and with all 56: the limit that a finer verdict scale could
-approach.
+comes to all pairs, the fewest calls that come within 0.05 tau of all pairs (16 when the
+best 2K-call strategy does, else adaptive pairing with 24, 32, ... 56 calls), and what a
+critic that reported its whole internal margin (not just a winner) would reach with 16
+calls and with all 56: the limit that a finer verdict scale could approach.
 
     python bench/critic.py [--quick] [--json]
 """
@@ -150,7 +150,7 @@ def noise_sweep(rows: list[dict[str, Any]], trials: int) -> dict[str, dict[str, 
         "best <= 16 calls",
         "tau",
         "gap",
-        "adaptive: calls to within 0.05",
+        "fewest calls to within 0.05",
         "margin critic: 16 / 56 calls",
     ):
         sweep.add_column(column, justify="right")
