@@ -111,6 +111,16 @@ async def test_the_judge_uses_the_users_own_rubric_files(tmp_path: Path, scripte
     assert len(judged) == 1 and "refund.window" in json.dumps(judged[0])
 
 
+def test_the_demo_config_hash_is_stable() -> None:
+    """A new config field must not change the hash of configs that leave it unset: every
+    run directory is bound to its hash, and a changed hash refuses to resume. Update the
+    value only on purpose, for a change that does alter what a job produces."""
+    from synth.config import load_config
+
+    demo = Path(__file__).resolve().parents[2] / "configs" / "synth" / "demo.yaml"
+    assert load_config(demo).content_hash() == "166d2e8385cd3447"
+
+
 def test_the_config_hash_follows_what_the_rubric_files_say(tmp_path: Path) -> None:
     def content_hash(folder: str, text: str) -> str:
         (tmp_path / folder).mkdir(exist_ok=True)
