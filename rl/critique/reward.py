@@ -126,6 +126,10 @@ class CritiqueReward:
         if backend.rubric_set is None:
             backend.rubric_set = self.rubric_set
         self._known = set(self.rubric_set.rubrics)
+        self._checks = sorted(
+            {c.precheck for _, c in self.rubric_set.merged(config.rubrics) if c.precheck}
+        )
+        """The pre-checks of ``critic.rubrics``, run on every completion."""
         self.__name__ = "critic"
 
     def __call__(self, prompts: list[Any], completions: list[Any], **kw: Any) -> list[float | None]:
@@ -185,8 +189,7 @@ class CritiqueReward:
         return out, metrics
 
     def _flags(self, text: str) -> list[str]:
-        checks = {c.precheck for _, c in self.rubric_set.merged(self.config.rubrics) if c.precheck}
-        return sorted(name for name in checks if CHECKS[name](text))
+        return [name for name in self._checks if CHECKS[name](text)]
 
     def _rubrics_of(self, group: Group, kw: dict[str, Any]) -> list[str]:
         ids = list(self.config.rubrics)
@@ -294,9 +297,7 @@ class CritiqueReward:
         stats: dict[str, float] = {}
         if rows:
             hits = [name for i in rows for name in flagged[i]]
-            for name in {
-                c.precheck for _, c in self.rubric_set.merged(self.config.rubrics) if c.precheck
-            }:
+            for name in self._checks:
                 stats[f"critic/precheck/{name}"] = hits.count(name) / len(rows)
         scored = [i for i in rows if rewards[i] is not None]
         if scored:
