@@ -27,7 +27,7 @@ err = Console(stderr=True)
 
 def _load(paths: list[Path]) -> RubricSet:
     """The given files plus the built-in library (so ``extends: [core]`` resolves)."""
-    library_given = any(p.resolve() == LIBRARY or LIBRARY in p.resolve().parents for p in paths)
+    library_given = any(p.resolve().is_relative_to(LIBRARY) for p in paths)
     try:
         return RubricSet.load([*([] if library_given else [LIBRARY]), *paths])
     except RubricError as exc:
@@ -111,7 +111,7 @@ def _from(rubric_set: RubricSet, paths: list[Path]) -> list[str]:
     return [
         rid
         for rid, source in rubric_set.sources.items()
-        if any(source.path.resolve() == r or r in source.path.resolve().parents for r in roots)
+        if any(source.path.resolve().is_relative_to(root) for root in roots)
     ]
 
 

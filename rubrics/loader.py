@@ -202,8 +202,8 @@ def library(*extra: str | Path) -> RubricSet:
     chosen: list[Path] = []
     for path in (Path(p).resolve() for p in extra):
         inside = [LIBRARY, *chosen]
-        if not any(path == seen or seen in path.parents for seen in inside):
-            chosen = [c for c in chosen if path not in c.parents] + [path]
+        if not any(path.is_relative_to(seen) for seen in inside):
+            chosen = [c for c in chosen if not c.is_relative_to(path)] + [path]
     return _library(tuple(_stamp(path) for path in chosen))
 
 
