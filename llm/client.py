@@ -32,6 +32,7 @@ import openai
 from pydantic import BaseModel, ValidationError
 
 from llm.cache import ResponseCache, request_key
+from llm.concurrency import AdaptiveLimit, Outcome
 from llm.endpoints import Endpoint
 from llm.errors import ProviderError, StructuredOutputError
 from llm.toolcalls import native_call_errors, parse_tool_calls
@@ -57,6 +58,7 @@ class UsageMeter:
     requests: int = 0
     cached: int = 0
     retries: int = 0
+    timeouts: int = 0
     failures: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -69,10 +71,21 @@ class UsageMeter:
 class _Retry(Exception):
     """Internal: one attempt failed in a way worth retrying."""
 
-    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None):
+    def __init__(
+        self,
+        reason: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+        *,
+        overload: bool = False,
+        deadline: float | None = None,
+    ):
         super().__init__(reason)
+        self.deadline = deadline
         self.status = status
         self.retry_after = retry_after
+        self.overload = overload
+        """A timeout, 429 or 5xx: the server is busy, so fewer requests should be in flight."""
 
 
 class ChatClient:
@@ -89,7 +102,9 @@ class ChatClient:
         self.usage = UsageMeter()
         self.cache = ResponseCache(cache_dir) if cache_dir is not None else None
         self._rng = rng or random.Random()
-        self._semaphore: asyncio.Semaphore | None = None
+        self.concurrency = AdaptiveLimit(
+            endpoint.max_concurrency, adaptive=endpoint.adaptive_concurrency
+        )
         self._json_schema = endpoint.json_schema
         self._sdk = openai.AsyncOpenAI(
             base_url=endpoint.base_url,
@@ -162,29 +177,33 @@ class ChatClient:
 
     async def _with_retries(self, request: dict[str, Any]) -> ChatResult:
         ep = self.endpoint
+        budget = ep.deadline_s if ep.deadline_s is not None else 3 * ep.timeout_s
+        deadline: float | None = None  # set when the first try is sent
         last: _Retry | None = None
-        for attempt in range(ep.max_retries + 1):
-            if attempt:
+        tries = 0
+        while tries <= ep.max_retries:
+            if last is not None:
+                pause = self._backoff(tries, last)
+                if last.deadline is not None and time.monotonic() + pause >= last.deadline:
+                    break  # no time left for another try
                 self.usage.retries += 1
-                await asyncio.sleep(self._backoff(attempt, last))
+                await asyncio.sleep(pause)
+            tries += 1
             try:
-                return await self._attempt(request)
+                return await self._attempt(request, budget, deadline)
             except _Retry as exc:
-                last = exc
-                log.debug("%s: attempt %d failed: %s", ep.name, attempt + 1, exc)
+                last, deadline = exc, exc.deadline
+                log.debug("%s: attempt %d failed: %s", ep.name, tries, exc)
             except openai.APIStatusError as exc:  # not retryable: the request itself is wrong
                 self.usage.failures += 1
                 what = f"rejected the request: status {exc.status_code}: {_short(exc)}"
-                raise self._error(request, what, exc.status_code, attempt + 1) from exc
+                raise self._error(request, what, exc.status_code, tries) from exc
         self.usage.failures += 1
         assert last is not None
         status = f"status {last.status}" if last.status else "no status"
-        raise self._error(
-            request,
-            f"failed after {ep.max_retries + 1} tries; last: {status}: {last}",
-            last.status,
-            ep.max_retries + 1,
-        )
+        within = "" if tries > ep.max_retries else f" (its {budget:g}s deadline ran out)"
+        what = f"failed after {tries} tries{within}; last: {status}: {last}"
+        raise self._error(request, what, last.status, tries)
 
     def _error(
         self, request: dict[str, Any], what: str, status: int | None, attempts: int
@@ -205,47 +224,69 @@ class ChatClient:
         ceiling = min(ep.backoff_max_s, ep.backoff_base_s * 2 ** (attempt - 1))
         return self._rng.uniform(0, ceiling)
 
-    def _sem(self) -> asyncio.Semaphore:
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self.endpoint.max_concurrency)
-        return self._semaphore
-
-    async def _attempt(self, request: dict[str, Any]) -> ChatResult:
+    async def _attempt(
+        self, request: dict[str, Any], budget: float, deadline: float | None
+    ) -> ChatResult:
         ep = self.endpoint
-        async with self._sem():
-            started = time.perf_counter()
-            try:
-                # Our messages are already wire format: post them as they are. The SDK's
-                # typed `create` re-walks every message (~1 ms a request at high concurrency).
-                # cast_to=object hands back the JSON as parsed, skipping the SDK's models.
-                response = await self._sdk.post("/chat/completions", body=request, cast_to=object)
-            except openai.APIStatusError as exc:
-                if exc.status_code not in RETRYABLE_STATUS:
-                    raise  # _with_retries reports it, knowing how many tries it took
-                raise _Retry(
-                    _short(exc), exc.status_code, _retry_after(exc.response.headers)
-                ) from exc
-            except openai.APIConnectionError as exc:  # includes APITimeoutError
-                refused = _connection_failure(exc)
-                if refused is not None:
-                    raise _Retry(f"connection error: {type(refused).__name__}: {refused}") from exc
-                if isinstance(exc, openai.APITimeoutError):
-                    raise _Retry(f"timed out after {ep.timeout_s}s") from exc
-                cause = exc.__cause__ or exc
-                raise _Retry(f"connection error: {type(cause).__name__}: {cause}") from exc
-            except (
-                openai.APIResponseValidationError,
-                json.JSONDecodeError,
-                ValidationError,
-            ) as exc:
-                raise _Retry(f"unreadable response body: {type(exc).__name__}") from exc
+        ticket = await self.concurrency.acquire()
+        outcome = Outcome.OTHER
+        started = time.perf_counter()
+        if deadline is None:  # the deadline runs from the first try, not the wait for a slot
+            deadline = time.monotonic() + budget
+        timeout = min(ep.timeout_s, max(0.0, deadline - time.monotonic()))
+        try:
+            response = await self._post(request, timeout)
             latency = time.perf_counter() - started
+            outcome = Outcome.SLOW if latency > ep.timeout_s / 2 else Outcome.OK
+        except _Retry as exc:
+            outcome = Outcome.OVERLOAD if exc.overload else Outcome.OTHER
+            exc.deadline = deadline
+            raise
+        finally:
+            await self.concurrency.release(ticket, outcome)
         if not isinstance(response, dict) or not response.get("choices"):
-            raise _Retry("response has no choices")
+            raise _Retry("response has no choices", deadline=deadline)
         try:
             return _to_result(response, ep.name, latency)
         except (KeyError, TypeError, AttributeError, ValidationError) as exc:
-            raise _Retry(f"response is not a chat completion: {type(exc).__name__}: {exc}") from exc
+            raise _Retry(
+                f"response is not a chat completion: {type(exc).__name__}: {exc}", deadline=deadline
+            ) from exc
+
+    async def _post(self, request: dict[str, Any], timeout: float) -> Any:
+        """One HTTP try; failures worth retrying become :class:`_Retry`."""
+        try:
+            # Our messages are already wire format: post them as they are. The SDK's
+            # typed `create` re-walks every message (~1 ms a request at high concurrency).
+            # cast_to=object hands back the JSON as parsed, skipping the SDK's models.
+            return await self._sdk.post(
+                "/chat/completions", body=request, cast_to=object, options={"timeout": timeout}
+            )
+        except openai.APIStatusError as exc:
+            if exc.status_code not in RETRYABLE_STATUS:
+                raise  # _with_retries reports it, knowing how many tries it took
+            overload = exc.status_code in (408, 429) or exc.status_code >= 500
+            raise _Retry(
+                _short(exc),
+                exc.status_code,
+                _retry_after(exc.response.headers),
+                overload=overload,
+            ) from exc
+        except openai.APIConnectionError as exc:  # includes APITimeoutError
+            refused = _connection_failure(exc)
+            if refused is not None:
+                raise _Retry(f"connection error: {type(refused).__name__}: {refused}") from exc
+            if isinstance(exc, openai.APITimeoutError):
+                self.usage.timeouts += 1
+                raise _Retry(f"timed out after {timeout:.3g}s", overload=True) from exc
+            cause = exc.__cause__ or exc
+            raise _Retry(f"connection error: {type(cause).__name__}: {cause}") from exc
+        except (
+            openai.APIResponseValidationError,
+            json.JSONDecodeError,
+            ValidationError,
+        ) as exc:
+            raise _Retry(f"unreadable response body: {type(exc).__name__}") from exc
 
     # ------------------------------------------------------------ structured
     async def complete_json(

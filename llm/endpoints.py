@@ -15,11 +15,26 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationError,
+    ValidationInfo,
+)
 
 from llm.errors import ConfigError
-from llm.yamlconf import YamlConfigError, load_yaml, validation_problems
+from llm.yamlconf import (
+    YamlConfigError,
+    checking_files,
+    load_yaml,
+    require_mapping,
+    validation_problems,
+)
 
 DEFAULT_PRESETS = Path(__file__).resolve().parents[1] / "configs" / "endpoints.yaml"
 EMBEDDED_URL_ENV = "SUMMIT_EMBEDDED_URL"
@@ -48,8 +63,15 @@ class Limits(BaseModel):
 
     max_concurrency: int = Field(16, ge=1)
     """Requests in flight at once from one client; excess requests wait their turn."""
+    adaptive_concurrency: bool = True
+    """Halve the requests in flight on timeouts, 429s, 5xx and answers slower than half the
+    timeout, and grow back towards ``max_concurrency`` as answers come quickly again
+    (``llm.concurrency``); false keeps ``max_concurrency`` fixed."""
     timeout_s: float = Field(120.0, gt=0)
     """Per-request timeout; a request that takes longer is retried."""
+    deadline_s: float | None = Field(None, gt=0)
+    """Total time one request may take from its first try, retries and waits between them
+    included; no try starts after it and none runs past it. None: three timeouts."""
     max_retries: int = Field(6, ge=0)
     """Retries after the first try on 429, 5xx, timeouts, connection and body errors."""
     backoff_base_s: float = Field(0.5, ge=0)
@@ -110,8 +132,9 @@ def presets_path() -> Path:
 @lru_cache(maxsize=8)
 def _load_presets(path: Path, mtime: float) -> dict[str, EndpointPreset]:
     data, node = load_yaml(path)
+    require_mapping(data, node, path, "endpoint presets")
     try:
-        return _PresetFile.model_validate(data or {}).root
+        return _PresetFile.model_validate(data).root
     except ValidationError as exc:
         raise YamlConfigError(validation_problems(exc, path, node)) from exc
 
@@ -122,6 +145,28 @@ def load_presets(path: str | Path | None = None) -> dict[str, EndpointPreset]:
     if not file.exists():
         raise ConfigError(f"endpoint presets file not found: {file} (set SUMMIT_ENDPOINTS)")
     return _load_presets(file, file.stat().st_mtime)
+
+
+def check_preset(name: str) -> None:
+    """For config validators: ``ValueError`` (one line) unless the presets file loads and
+    lists ``name`` — checked with the config, not after models started."""
+    try:
+        presets = load_presets()
+    except ConfigError as exc:
+        raise ValueError("; ".join(str(exc).splitlines())) from None
+    if name not in presets:
+        known = ", ".join(sorted(presets))
+        raise ValueError(f"unknown endpoint preset {name!r} in {presets_path()}; known: {known}")
+
+
+def _known_preset(name: str, info: ValidationInfo) -> str:
+    if checking_files(info):
+        check_preset(name)
+    return name
+
+
+PresetName = Annotated[str, AfterValidator(_known_preset)]
+"""A config field naming an endpoint preset (checked under ``check_files``)."""
 
 
 def get_endpoint(
