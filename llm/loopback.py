@@ -105,7 +105,11 @@ class LoopbackServer:
 
     async def _start_app(self) -> None:
         app = await self.build_app()
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
+        # A client that disconnects cancels its handler, so an abandoned request stops
+        # costing work (the embedded engine drops its row at the next decoding step).
+        self._runner = web.AppRunner(
+            app, shutdown_timeout=0.5, access_log=None, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=2048)
         await site.start()

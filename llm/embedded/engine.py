@@ -5,7 +5,12 @@ up to ``max_batch`` of them at once, left-pads them into one batch and decodes t
 together with a shared KV cache, each row with its own temperature, top-p, seed, stop
 strings and token limit. This is wave batching (a wave runs to completion before the
 next starts), not continuous batching: simple, and on a CPU it already turns eight
-concurrent requests into roughly one forward pass per token.
+concurrent requests into roughly one forward pass per token. A row leaves the wave as soon
+as it is done, and so does a row whose caller gave up (its future was cancelled, as the
+server does when a client disconnects): it is dropped from the batch and its KV cache at
+the next decoding step, and the tokens it had generated are counted as abandoned. The
+queue is bounded: past ``max_queue`` waiting rows :meth:`BatchEngine.admit` raises
+:class:`EngineBusy`, which the server answers with a 429.
 
 It knows token ids only; prompts are rendered and replies parsed by the server.
 """
@@ -18,7 +23,7 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +52,28 @@ class Generation:
     completion_tokens: int
 
 
+class EngineBusy(Exception):
+    """The queue is full: the caller should come back later (the server answers 429)."""
+
+
+@dataclass
+class EngineStats:
+    """What the engine has done since it started (``/health`` shows it)."""
+
+    batches: int = 0
+    rows_served: int = 0
+    tokens_generated: int = 0
+    """Every token decoded, for finished and abandoned rows alike."""
+    rows_abandoned: int = 0
+    """Rows whose caller gave up while they were being decoded."""
+    tokens_abandoned: int = 0
+    """Tokens decoded for rows whose caller then gave up: work thrown away."""
+    rows_dropped_queued: int = 0
+    """Rows whose caller gave up before decoding began (no work lost)."""
+    rows_refused: int = 0
+    """Rows refused because the queue was full."""
+
+
 @dataclass
 class _Row:
     request: GenerationRequest
@@ -59,15 +86,27 @@ class _Row:
 
 
 class BatchEngine:
-    """Owns the model; ``submit`` is thread-safe and returns a future."""
+    """Owns the model; ``submit`` is thread-safe and returns a future.
 
-    def __init__(self, model: Any, tokenizer: Any, *, max_batch: int = 16, gather_s: float = 0.01):
+    Cancelling a returned future (``asyncio.wrap_future`` does when its task is cancelled)
+    takes the row out of the batch at the next decoding step.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        max_batch: int = 16,
+        max_queue: int = 256,
+        gather_s: float = 0.01,
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch = max_batch
+        self.max_queue = max_queue
         self.gather_s = gather_s
-        self.batches = 0
-        self.rows_served = 0
+        self.stats = EngineStats()
         self._queue: queue.Queue[_Row | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="embedded-engine", daemon=True)
         eos = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")}
@@ -79,6 +118,19 @@ class BatchEngine:
         )
         self._lltokenizer: Any = None
         self._thread.start()
+
+    @property
+    def batches(self) -> int:
+        return self.stats.batches
+
+    @property
+    def rows_served(self) -> int:
+        return self.stats.rows_served
+
+    @property
+    def queued(self) -> int:
+        """Rows waiting for a batch."""
+        return self._queue.qsize()
 
     def _matcher(self, schema: dict[str, Any]) -> Any:
         import llguidance
@@ -94,11 +146,20 @@ class BatchEngine:
             raise ValueError(f"unusable JSON schema: {matcher.get_error()}")
         return matcher
 
+    def admit(self, rows: int) -> None:
+        """Raise :class:`EngineBusy` unless ``rows`` more rows fit in the queue."""
+        if self.queued + rows > self.max_queue:
+            self.stats.rows_refused += rows
+            raise EngineBusy(
+                f"the engine's queue is full ({self.queued} rows waiting, at most {self.max_queue})"
+            )
+
     def submit(self, request: GenerationRequest) -> Future[Generation]:
         future: Future[Generation] = Future()
         generator = None
         if request.seed is not None:
-            generator = torch.Generator().manual_seed(int(request.seed))
+            # torch takes seeds in [0, 2**64); any integer maps there
+            generator = torch.Generator().manual_seed(int(request.seed) % 2**64)
         self._queue.put(_Row(request=request, future=future, generator=generator))
         return future
 
@@ -128,23 +189,31 @@ class BatchEngine:
             except Exception as exc:
                 log.exception("generation failed for a batch of %d", len(rows))
                 for row in rows:
-                    if not row.future.done():
-                        row.future.set_exception(exc)
+                    _settle(row.future, exception=exc)
 
-    @torch.inference_mode()
-    def _generate(self, rows: list[_Row]) -> None:
+    def _start(self, rows: list[_Row]) -> list[_Row]:
+        """The rows still wanted, each with its JSON matcher; the others are settled."""
+        live = []
         for row in rows:
+            if row.future.cancelled():
+                self.stats.rows_dropped_queued += 1
+                continue
             if row.request.json_schema is not None:
                 try:
                     row.matcher = self._matcher(row.request.json_schema)
                 except Exception as exc:  # noqa: BLE001 - a bad schema fails its own request only
-                    row.future.set_exception(ValueError(str(exc)))
-                    row.finish = "error"
-        rows = [r for r in rows if r.finish is None]
+                    _settle(row.future, exception=ValueError(str(exc)))
+                    continue
+            live.append(row)
+        return live
+
+    @torch.inference_mode()
+    def _generate(self, rows: list[_Row]) -> None:
+        rows = self._start(rows)
         if not rows:
             return
-        self.batches += 1
-        self.rows_served += len(rows)
+        self.stats.batches += 1
+        self.stats.rows_served += len(rows)
         width = max(len(r.request.prompt_ids) for r in rows)
         ids = torch.full((len(rows), width), self._pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -161,12 +230,20 @@ class BatchEngine:
             logits_to_keep=1,
         )
         past, logits = getattr(out, self._cache_kw), out.logits[:, -1, :]
-        limit = max(r.request.max_new_tokens for r in rows)
-        for _ in range(limit):
+        while rows:
             chosen = self._sample(rows, logits)
             self._advance(rows, chosen)
-            if all(r.finish is not None for r in rows):
-                break
+            keep = [i for i, r in enumerate(rows) if r.finish is None]
+            for row in rows:
+                if row.finish is not None:
+                    self._finish(row, row.finish)
+            if not keep:
+                return
+            if len(keep) < len(rows):  # done or abandoned rows leave the batch and its cache
+                index = torch.tensor(keep, dtype=torch.long)
+                past.batch_select_indices(index)
+                rows = [rows[i] for i in keep]
+                chosen, mask, positions = chosen[index], mask[index], positions[index]
             mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
             positions = positions[:, -1:] + 1
             out = self.model(
@@ -178,13 +255,11 @@ class BatchEngine:
                 **{self._cache_kw: past},
             )
             past, logits = getattr(out, self._cache_kw), out.logits[:, -1, :]
-        for row in rows:
-            self._finish(row, row.finish or "length")
 
     def _sample(self, rows: list[_Row], logits: torch.Tensor) -> torch.Tensor:
         chosen = torch.empty(len(rows), dtype=torch.long)
         logits = logits.float()
-        masked = [i for i, r in enumerate(rows) if r.matcher is not None and r.finish is None]
+        masked = [i for i, r in enumerate(rows) if r.matcher is not None]
         if masked:
             import llguidance.torch as llt
 
@@ -195,9 +270,6 @@ class BatchEngine:
                 llt.apply_token_bitmask_inplace(row_logits, bitmask)
                 logits[i : i + 1, : self._lltokenizer.vocab_size] = row_logits
         for i, row in enumerate(rows):
-            if row.finish is not None:
-                chosen[i] = self._pad
-                continue
             req = row.request
             if req.temperature <= 0:
                 chosen[i] = int(torch.argmax(logits[i]))
@@ -214,7 +286,11 @@ class BatchEngine:
 
     def _advance(self, rows: list[_Row], chosen: torch.Tensor) -> None:
         for i, row in enumerate(rows):
-            if row.finish is not None:
+            self.stats.tokens_generated += 1
+            if row.future.cancelled():  # the caller gave up: this step's work is its last
+                row.finish = "abandoned"
+                self.stats.rows_abandoned += 1
+                self.stats.tokens_abandoned += len(row.tokens) + 1
                 continue
             token = int(chosen[i])
             if token in self._eos:
@@ -236,16 +312,33 @@ class BatchEngine:
                 row.finish = "length"
 
     def _finish(self, row: _Row, reason: str) -> None:
-        if row.future.done():
+        if reason == "abandoned":
             return
         text = row.text
         if text is None:
             text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
-        row.future.set_result(
-            Generation(
+        _settle(
+            row.future,
+            result=Generation(
                 text=text,
                 finish_reason=reason,
                 prompt_tokens=len(row.request.prompt_ids),
                 completion_tokens=len(row.tokens),
-            )
+            ),
         )
+
+
+def _settle(
+    future: Future[Generation],
+    *,
+    result: Generation | None = None,
+    exception: BaseException | None = None,
+) -> None:
+    """Resolve ``future`` unless its caller cancelled it meanwhile (a race we lose quietly)."""
+    try:
+        if exception is not None:
+            future.set_exception(exception)
+        elif result is not None:
+            future.set_result(result)
+    except InvalidStateError:
+        pass

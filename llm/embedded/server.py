@@ -20,45 +20,167 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import jsonschema
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from llm.client import extract_json
-from llm.embedded.engine import BatchEngine, Generation, GenerationRequest
+from llm.embedded.engine import BatchEngine, EngineBusy, Generation, GenerationRequest
 from llm.embedded.model import DEFAULT_SYSTEM, MODEL_NAME, load_model
 from llm.endpoints import EMBEDDED_URL_ENV, Endpoint, get_endpoint, local_endpoint
 from llm.loopback import LoopbackServer
 from llm.toolcalls import HERMES_CLOSE, HERMES_OPEN, parse_tool_calls
 
 CONTEXT_TOKENS = 8192
+MAX_BODY_DEPTH = 64
+"""Deeper JSON request bodies are refused before parsing them into models."""
+MAX_SCHEMA_DEPTH = 32
 
 
-class ChatRequest(BaseModel):
-    """The part of the OpenAI chat request this server honours; other fields are ignored."""
+class WireFunctionCall(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    arguments: str | dict[str, Any] = "{}"
+
+
+class WireToolCall(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: WireFunctionCall
+
+
+class WireMessage(BaseModel):
+    """One OpenAI chat message; an unknown role or a malformed tool call is a 400."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[WireToolCall] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+    reasoning_content: str | None = None
+
+
+class WireFunction(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(min_length=1, max_length=128)
+    description: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    strict: bool | None = None
+
+    @field_validator("parameters")
+    @classmethod
+    def _a_valid_schema(cls, parameters: dict[str, Any]) -> dict[str, Any]:
+        check_schema(parameters)
+        return parameters
+
+
+class WireTool(BaseModel):
+    """A tool entry: ``{"type": "function", "function": {...}}``, schema checked even when no
+    call is forced (a bad schema found only when decoding is constrained would be a 500)."""
 
     model_config = ConfigDict(extra="ignore")
 
+    type: Literal["function"] = "function"
+    function: WireFunction
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _a_valid_schema(self) -> ResponseFormat:
+        if self.type == "json_schema":
+            schema = (self.json_schema or {}).get("schema", {"type": "object"})
+            if not isinstance(schema, dict):
+                raise ValueError("json_schema.schema must be a JSON object")
+            check_schema(schema)
+        return self
+
+
+class ChatRequest(BaseModel):
+    """The part of the OpenAI chat request this server honours; other fields are ignored.
+
+    Everything a request can get wrong is found here, before it is queued, and answered
+    with a 400 naming the field.
+    """
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
     model: str | None = None
-    messages: list[dict[str, Any]] = Field(min_length=1)
-    tools: list[dict[str, Any]] | None = None
+    messages: list[WireMessage] = Field(min_length=1)
+    tools: list[WireTool] | None = None
     tool_choice: str | dict[str, Any] | None = None
-    response_format: dict[str, Any] | None = None
+    response_format: ResponseFormat | None = None
     n: int = Field(1, ge=1, le=16)
     temperature: float = Field(0.7, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    seed: int | None = None
-    stop: str | list[str] | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
+    stop: str | list[Annotated[str, Field(min_length=1)]] | None = Field(None, max_length=16)
     stream: bool = False
+
+    @field_validator("tools")
+    @classmethod
+    def _distinct_names(cls, tools: list[WireTool] | None) -> list[WireTool] | None:
+        names = [t.function.name for t in tools or []]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"tool names must be distinct; repeated: {', '.join(twice)}")
+        return tools
+
+    def wire_messages(self) -> list[dict[str, Any]]:
+        return [m.model_dump(exclude_none=True) for m in self.messages]
+
+    def wire_tools(self) -> list[dict[str, Any]] | None:
+        return [t.model_dump(exclude_none=True) for t in self.tools] if self.tools else None
+
+
+def check_schema(schema: dict[str, Any]) -> None:
+    """Raise ValueError unless ``schema`` is a valid JSON Schema (nesting bounded too)."""
+    if _depth(schema) > MAX_SCHEMA_DEPTH:
+        raise ValueError(f"JSON schema nested deeper than {MAX_SCHEMA_DEPTH} levels")
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise ValueError(f"invalid JSON schema: {exc.message}") from None
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON value, without recursion (a hostile body may nest 10⁵ deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
 
 
 class EmbeddedServer(LoopbackServer):
@@ -72,12 +194,14 @@ class EmbeddedServer(LoopbackServer):
         host: str = "127.0.0.1",
         port: int = 0,
         max_batch: int = 16,
+        max_queue: int = 256,
         json_mode: str = "constrained",
         json_retries: int = 3,
         default_max_tokens: int = 256,
     ) -> None:
         super().__init__(host=host, port=port)
         self.max_batch = max_batch
+        self.max_queue = max_queue
         if json_mode not in ("constrained", "retry"):
             raise ValueError(f"json_mode must be 'constrained' or 'retry', not {json_mode!r}")
         self.json_mode = json_mode
@@ -85,6 +209,8 @@ class EmbeddedServer(LoopbackServer):
         self.default_max_tokens = default_max_tokens
         self.engine: BatchEngine | None = None
         self.tokenizer: Any = None
+        self.requests_abandoned = 0
+        """Requests whose client disconnected before the answer was ready."""
 
     def endpoint(self, **fields: Any) -> Endpoint:
         fields.setdefault("timeout_s", 600)
@@ -94,7 +220,9 @@ class EmbeddedServer(LoopbackServer):
 
     async def build_app(self) -> web.Application:
         model, self.tokenizer = await asyncio.to_thread(load_model)
-        self.engine = BatchEngine(model, self.tokenizer, max_batch=self.max_batch)
+        self.engine = BatchEngine(
+            model, self.tokenizer, max_batch=self.max_batch, max_queue=self.max_queue
+        )
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/health", self._health)
@@ -116,14 +244,20 @@ class EmbeddedServer(LoopbackServer):
 
     async def _health(self, request: web.Request) -> web.Response:
         engine = self.engine
-        stats = {"batches": engine.batches, "rows": engine.rows_served} if engine else {}
+        stats = dataclasses.asdict(engine.stats) if engine else {}
+        stats["requests_abandoned"] = self.requests_abandoned
         return web.json_response({"status": "ok", **stats})
 
     async def _chat(self, request: web.Request) -> web.Response:
         try:
-            body = await request.json()
+            body = json.loads(await request.text())
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            return _bad_request(f"invalid request body: not JSON ({type(exc).__name__})")
+        if _depth(body) > MAX_BODY_DEPTH:
+            return _bad_request(f"invalid request body: nested deeper than {MAX_BODY_DEPTH}")
+        try:
             req = ChatRequest.model_validate(body)
-        except (json.JSONDecodeError, ValueError) as exc:
+        except ValidationError as exc:
             return _bad_request(_describe(exc))
         if req.stream:
             return _bad_request("stream=true is not supported by the embedded endpoint")
@@ -139,6 +273,11 @@ class EmbeddedServer(LoopbackServer):
                 f"prompt ({len(prompt_ids)} tokens) + max_tokens ({max_tokens}) exceeds the "
                 f"context of {CONTEXT_TOKENS}"
             )
+        assert self.engine is not None
+        try:
+            self.engine.admit(req.n)
+        except EngineBusy as exc:
+            return _busy(str(exc))
         seeds = [None if req.seed is None else req.seed + i for i in range(req.n)]
         try:
             outputs = await asyncio.gather(
@@ -146,10 +285,13 @@ class EmbeddedServer(LoopbackServer):
             )
         except ValueError as exc:  # an unusable schema
             return _bad_request(str(exc))
+        except asyncio.CancelledError:  # the client went away; the engine drops its rows
+            self.requests_abandoned += 1
+            raise
         return web.json_response(self._completion(req, outputs))
 
     def _render(self, req: ChatRequest, schema: dict[str, Any] | None, prefix: str) -> list[int]:
-        messages = [_for_template(m) for m in req.messages]
+        messages = [_for_template(m) for m in req.wire_messages()]
         if messages[0]["role"] != "system":
             messages.insert(0, {"role": "system", "content": DEFAULT_SYSTEM})
         if schema is not None:
@@ -157,7 +299,7 @@ class EmbeddedServer(LoopbackServer):
                 "\n\nReply with a single JSON object, and nothing else, that validates against "
                 f"this JSON Schema:\n{json.dumps(schema)}"
             )
-        tools = req.tools if req.tool_choice != "none" else None
+        tools = req.wire_tools() if req.tool_choice != "none" else None
         text = self.tokenizer.apply_chat_template(
             messages, tools=tools or None, add_generation_prompt=True, tokenize=False
         )
@@ -216,7 +358,7 @@ class EmbeddedServer(LoopbackServer):
                     message["content"] = parsed.content
                     message["tool_calls"] = [c.model_dump() for c in parsed.calls]
                     finish = "tool_calls"
-            elif req.response_format is not None and outputs and not req.tools:
+            elif _schema_of(req.response_format) is not None and not req.tools:
                 message["content"] = extract_json(generation.text)
             choices.append({"index": index, "message": message, "finish_reason": finish})
         prompt_tokens = outputs[0][0].prompt_tokens
@@ -266,7 +408,7 @@ def _forced_call_schema(req: ChatRequest) -> dict[str, Any] | None:
     choice = req.tool_choice
     if not req.tools or choice in (None, "auto", "none"):
         return None
-    functions = {(t.get("function") or {}).get("name"): t.get("function") or {} for t in req.tools}
+    functions = {t.function.name: t.function.model_dump() for t in req.tools}
     if isinstance(choice, dict):
         name = (choice.get("function") or {}).get("name")
         if name not in functions:
@@ -296,14 +438,13 @@ def _closed(parameters: dict[str, Any]) -> dict[str, Any]:
     return parameters
 
 
-def _schema_of(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not response_format:
+def _schema_of(response_format: ResponseFormat | None) -> dict[str, Any] | None:
+    if response_format is None:
         return None
-    kind = response_format.get("type")
-    if kind == "json_schema":
-        spec = response_format.get("json_schema") or {}
+    if response_format.type == "json_schema":
+        spec = response_format.json_schema or {}
         return dict(spec.get("schema") or {"type": "object"})
-    if kind == "json_object":
+    if response_format.type == "json_object":
         return {"type": "object"}
     return None
 
@@ -327,6 +468,12 @@ def _describe(exc: Exception) -> str:
 def _bad_request(message: str) -> web.Response:
     error = {"message": message, "type": "invalid_request_error", "code": 400}
     return web.json_response({"error": error}, status=400)
+
+
+def _busy(message: str) -> web.Response:
+    """429 with a short Retry-After: the client backs off instead of queueing more."""
+    error = {"message": message, "type": "rate_limit_error", "code": 429}
+    return web.json_response({"error": error}, status=429, headers={"Retry-After": "1"})
 
 
 @contextmanager
