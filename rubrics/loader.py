@@ -23,7 +23,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from llm.yamlconf import YamlConfigError, line_of, load_yaml, validation_problems
+from llm.yamlconf import (
+    YamlConfigError,
+    line_of,
+    load_yaml,
+    require_mapping,
+    validation_problems,
+)
 from rubrics.schema import Criterion, Rubric
 
 LIBRARY = Path(__file__).resolve().parent / "library"
@@ -164,10 +170,10 @@ def _files(paths: Sequence[str | Path], problems: list[str]) -> list[Path]:
 
 
 def _validate(data: Any, source: Source, problems: list[str]) -> Rubric | None:
-    if not isinstance(data, dict):
-        problems.append(
-            f"{source.at()}: (top level): a rubric file is a mapping with id, kind, criteria"
-        )
+    try:
+        require_mapping(data, source.node, source.path, "rubric fields (id, kind, criteria)")
+    except YamlConfigError as exc:
+        problems.extend(exc.problems)
         return None
     before = len(problems)
     seen: dict[str, int] = {}

@@ -101,7 +101,8 @@ def test_invalid_yaml_and_non_mapping(tmp_path: Path) -> None:
     listed = write(tmp_path, "l.yaml", "- just\n- a list\n")
     found = problems_of(bad, listed)
     assert any(p.startswith(f"{bad}:") and "invalid YAML" in p for p in found)
-    assert f"{listed}:1: (top level): a rubric file is a mapping with id, kind, criteria" in found
+    expected = "got a list; expected a mapping of rubric fields (id, kind, criteria)"
+    assert f"{listed}:1: (top level): {expected}" in found
 
 
 def test_extends_merges_and_overrides_by_id(tmp_path: Path) -> None:
