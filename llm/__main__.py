@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -23,8 +24,9 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _fail(exc: Exception) -> None:
-    err.print(f"[red]error:[/red] {exc}")
+def _fail(exc: Exception | str) -> NoReturn:
+    """One line per problem on stderr, as written (never wrapped or read as markup); exit 2."""
+    err.print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -111,6 +113,8 @@ def demo(
     from llm.endpoints import get_endpoint
 
     logging.basicConfig(level=logging.WARNING)
+    if out.is_dir():
+        _fail(f"{out}: is a directory, not a file")
     try:
         if endpoint == "embedded":
             from llm.embedded import embedded_endpoint

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
@@ -32,13 +32,19 @@ def _logging(verbose: bool) -> None:
 
 
 def _config(path: Path, overrides: list[str] | None) -> TrainConfig:
+    """The run's config, its named files and presets checked, before anything starts."""
     from rl.config import load_config
 
     try:
-        return load_config(path, overrides or [])
+        return load_config(path, overrides or [], check_files=True)
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        _fail(str(exc))
+
+
+def _fail(message: str) -> NoReturn:
+    """The message on stderr as it is (never wrapped, never read as markup), exit 2."""
+    console.print(message, style="red", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
 
 
 @app.command()
@@ -55,9 +61,13 @@ def train(
     """Train a policy with GRPO on the configured gym mixture."""
     _logging(verbose)
     cfg = _config(config, overrides)
+    from rl.gyms import GymError
     from rl.trainer import train as run
 
-    result = run(cfg, resume=True if resume == "latest" else (resume or False))
+    try:
+        result = run(cfg, resume=True if resume == "latest" else (resume or False))
+    except GymError as exc:  # a row of a gym's data file, read once training is set up
+        _fail(str(exc))
     console.print_json(json.dumps(result))
 
 
@@ -74,13 +84,21 @@ def evaluate(
     """pass@k per gym on held-out tasks, as a table and JSON (last line of stdout)."""
     _logging(verbose)
     cfg = _config(config, overrides)
+    if not checkpoint.is_dir():
+        _fail(f"{checkpoint}: no such checkpoint directory")
+    if output is not None and output.is_dir():
+        _fail(f"{output}: is a directory, not a file")
     try:
         ks = sorted({int(x) for x in k.split(",") if x.strip()})
     except ValueError as exc:
         raise typer.BadParameter(f"--k must be integers like 1,4: {k!r}") from exc
     from rl.evaluate import evaluate as run
+    from rl.gyms import GymError
 
-    results = run(cfg, checkpoint, ks, samples)
+    try:
+        results = run(cfg, checkpoint, ks, samples)
+    except GymError as exc:
+        _fail(str(exc))
     table = Table(title=f"pass@k on held-out tasks: {checkpoint}")
     for column in ["gym", "tasks", "samples", *(f"pass@{x}" for x in ks), "mean score"]:
         table.add_column(column, justify="left" if column == "gym" else "right")

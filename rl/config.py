@@ -20,11 +20,13 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from llm.yamlconf import load_yaml_model
+from llm.endpoints import PresetName
+from llm.yamlconf import TextFile, checking_files, error_message, load_yaml_model
 
 STRICT = ConfigDict(extra="forbid")
 Tracker = Literal["tensorboard", "wandb", "trackio"]
@@ -72,17 +74,16 @@ class GymEntry(BaseModel):
     """The gym's own options (``count``, ``eval_count``, ``seed``, ``path``, ...)."""
 
     @model_validator(mode="after")
-    def _options_valid(self) -> GymEntry:
+    def _options_valid(self, info: ValidationInfo) -> GymEntry:
         from rl.gyms import GYMS
 
         if self.gym not in GYMS:
             raise ValueError(f"unknown gym {self.gym!r}; known: {', '.join(sorted(GYMS))}")
         try:
-            GYMS[self.gym].Options.model_validate(self.options)
+            GYMS[self.gym].Options.model_validate(self.options, context=info.context)
         except ValidationError as exc:
             problems = [
-                f"options.{'.'.join(str(p) for p in e['loc'])}: "
-                + ("unknown field" if e["type"] == "extra_forbidden" else e["msg"])
+                f"options.{'.'.join(str(p) for p in e['loc'])}: {error_message(e)}"
                 for e in exc.errors()
             ]
             raise ValueError(f"gym {self.gym}: " + "; ".join(problems)) from None
@@ -107,7 +108,7 @@ class PtxConfig(BaseModel):
     """PTX loss: an auxiliary SFT loss on curated data, to keep what the policy knew."""
 
     model_config = STRICT
-    path: str
+    path: TextFile
     """JSONL of ``{"messages": [...]}`` (OpenAI chat) or ``{"prompt", "completion"}`` rows."""
     weight: float = Field(0.1, gt=0)
     """Coefficient of the SFT loss added to the GRPO loss."""
@@ -119,7 +120,7 @@ class PtxConfig(BaseModel):
 
 class JudgeConfig(BaseModel):
     model_config = STRICT
-    endpoint: str = "embedded"
+    endpoint: PresetName = "embedded"
     """Endpoint preset (``configs/endpoints.yaml``) the judge-based gyms call; ``embedded``
     starts the embedded server for the run when ``SUMMIT_EMBEDDED_URL`` is unset."""
     model: str | None = None
@@ -166,7 +167,7 @@ class CriticConfig(BaseModel):
     """The self-critique rubric reward: a pairwise critic ranks each GRPO group."""
 
     model_config = STRICT
-    endpoint: str = "embedded"
+    endpoint: PresetName = "embedded"
     """Endpoint preset of an API critic (``kimi-k2``, ``vllm``, ``embedded``...)."""
     model: str | None = None
     """Model name or preset variant for ``endpoint``; the preset's default when unset."""
@@ -204,6 +205,13 @@ class CriticConfig(BaseModel):
     rationale_samples: int = Field(2, ge=0)
     """Pairwise rationales logged per reward call."""
     refinement: RefinementConfig = Field(default_factory=RefinementConfig)
+
+    @field_validator("local_model")
+    @classmethod
+    def _local_model_exists(cls, model: str | None, info: ValidationInfo) -> str | None:
+        if checking_files(info) and model not in (None, "embedded") and not Path(model).is_dir():
+            raise ValueError(f"no such model directory: {model}")
+        return model
 
     @model_validator(mode="after")
     def _refinement_fits_backend(self) -> CriticConfig:
@@ -355,6 +363,9 @@ def grpo_field_names() -> frozenset[str]:
     return frozenset(f.name for f in dataclasses.fields(GRPOConfig))
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """``path`` as a :class:`TrainConfig`; ``YamlConfigError`` lists ``file:line: field``."""
-    return load_yaml_model(path, TrainConfig, overrides)
+def load_config(
+    path: str | Path, overrides: list[str] | None = None, *, check_files: bool = False
+) -> TrainConfig:
+    """``path`` as a :class:`TrainConfig`; ``YamlConfigError`` lists ``file:line: field``.
+    ``check_files`` (the CLI's choice) also checks the files and presets it names exist."""
+    return load_yaml_model(path, TrainConfig, overrides, check_files=check_files)

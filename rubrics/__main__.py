@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -36,6 +36,12 @@ def _load(paths: list[Path]) -> RubricSet:
         raise typer.Exit(2) from exc
 
 
+def _fail(message: str) -> NoReturn:
+    """The message on stderr as one line (never wrapped or read as markup); exit 2."""
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
 @app.command()
 def validate(paths: list[Path] = typer.Argument(..., help="Rubric files or folders.")) -> None:
     """Check rubric files; exit 2 with file:line messages when any is invalid."""
@@ -54,8 +60,7 @@ def render(
     """Print the exact prompt the judge (or, with --pair, the critic) sees for a rubric."""
     rubric_set = _load(paths)
     if rubric_id not in rubric_set:
-        err.print(f"unknown rubric {rubric_id!r}; known: {', '.join(sorted(rubric_set.rubrics))}")
-        raise typer.Exit(2)
+        _fail(f"unknown rubric {rubric_id!r}; known: {', '.join(sorted(rubric_set.rubrics))}")
     criteria = keyed([rubric_id], rubric_set)
     if pair:
         text = render_pair("{prompt}", "{response A}", "{response B}", criteria)
@@ -98,8 +103,7 @@ def test(
         else:
             results = asyncio.run(run_all(get_endpoint(endpoint)))
     except LLMError as exc:
-        err.print(f"error: {exc}")
-        raise typer.Exit(2) from exc
+        _fail(f"error: {exc}")
     figures = _report(results, wanted, endpoint)
     if as_json:
         print(json.dumps(figures))

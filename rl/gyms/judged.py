@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llm.yamlconf import TextFile
 from rl.gyms.base import Gym, GymOptions, Sample, Split, Task, read_jsonl, register, split_items
 
 DATA = Path(__file__).with_name("data")
@@ -32,7 +33,7 @@ _QUOTE = re.compile(r"[\"“]([^\"”]{3,})[\"”]")
 
 
 class JudgedOptions(GymOptions):
-    path: str | None = None
+    path: TextFile | None = None
     """A JSONL file of tasks; the built-in set when unset."""
     max_tokens: int = Field(512, ge=64)
     """The judge's answer budget per call."""

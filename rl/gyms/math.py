@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llm.yamlconf import TextFile
 from rl.gyms.base import (
     Gym,
     GymError,
@@ -55,7 +56,7 @@ class MathOptions(GymOptions):
     are spread evenly over them."""
     dataset_config: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments for every generator (e.g. ``min_terms``, ``max_digits``)."""
-    path: str | None = None
+    path: TextFile | None = None
     """A JSONL file of ``{"question", "answer"}`` rows; when set, generators are not used."""
     system_prompt: str = SYSTEM
     """The system message every math prompt starts with."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from llm.yamlconf import InputFile
 from rl.gyms.base import (
     Gym,
     GymError,
@@ -60,7 +61,7 @@ class ToolTask(BaseModel):
 
 
 class ToolUseOptions(GymOptions):
-    path: str = Field(min_length=1)
+    path: InputFile
     """``rl_prompts.parquet`` from ``python -m synth run``, or a ``.jsonl`` of TaskSpec rows
     each with a ``toolset`` field (and optionally ``system_prompt``)."""
     judge_rubrics: list[str] = Field(default_factory=lambda: ["trajectory"])
