@@ -32,9 +32,11 @@ class TaskError(Exception):
 async def build_tools(config: SynthConfig, out: Path, generator: ChatClient | None) -> ToolSource:
     registry = out / "tools.jsonl"
     if not registry.exists():
-        base = ToolRepository.load(config.tools.repository) if config.tools.repository else None
         if config.tools.repository and not Path(config.tools.repository).exists():
             raise TaskError(f"tools.repository: no such file: {config.tools.repository}")
+        base = ToolRepository.load(config.tools.repository) if config.tools.repository else None
+        for problem in base.problems if base else []:
+            log.warning("tools.repository: skipped %s", problem)
         (base or ToolRepository()).save(registry)
     if config.tools.evolve is not None:
         if generator is None:

@@ -2,18 +2,23 @@
 
 Every command takes ``--registry PATH`` (default ``tools.jsonl``). Bad input exits 2 with
 a one-line reason per problem; an import that fails as a whole leaves the file unchanged.
+Lines of the repository that cannot be loaded are reported: reading commands skip them,
+writing commands refuse to run (writing would drop them).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from llm.yamlconf import YamlConfigError
 from tool_registry.importers import ImportReport
 from tool_registry.repository import ToolRepository
 
@@ -26,19 +31,36 @@ console = Console()
 REGISTRY = typer.Option(Path("tools.jsonl"), "--registry", help="The repository file (JSONL).")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(2)
 
 
-def _merge(report: ImportReport, registry: Path, strict: bool) -> None:
+def _repository(registry: Path, *, writing: bool) -> ToolRepository:
+    """The repository at ``registry``; its unloadable lines are reported (skipped when only
+    reading, refused when the command would write the file and so drop them)."""
+    try:
+        repo = ToolRepository.load(registry)
+    except YamlConfigError as exc:
+        _fail(str(exc))
+    if repo.problems and writing:
+        more = f" (and {len(repo.problems) - 1} more)" if len(repo.problems) > 1 else ""
+        _fail(f"{repo.problems[0]}{more}; fix or remove it first: writing would drop it")
+    for problem in repo.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    return repo
+
+
+def _merge(report: ImportReport, repo: ToolRepository, registry: Path, strict: bool) -> None:
+    failed = not report.specs or (strict and report.problems)
+    if failed and len(report.problems) == 1:  # the one reason, on one line
+        _fail(f"{report.problems[0]}; nothing written")
     for problem in report.problems:
         print(f"skipped: {problem}", file=sys.stderr)
     if strict and report.problems:
         _fail(f"{len(report.problems)} entries could not be imported; nothing written (--strict)")
     if not report.specs:
         _fail("no tool could be imported; nothing written")
-    repo = ToolRepository.load(registry)
     result = repo.add(report.specs)
     repo.save(registry)
     for old, new in result.renamed:
@@ -47,6 +69,13 @@ def _merge(report: ImportReport, registry: Path, strict: bool) -> None:
         f"{registry}: +{len(result.added)} tools ({len(result.duplicates)} duplicates, "
         f"{len(report.problems)} skipped); {len(repo)} in all"
     )
+
+
+def _read(importer: Callable[[Path], ImportReport], file: Path) -> ImportReport:
+    try:
+        return importer(file)
+    except YamlConfigError as exc:  # the file itself: missing, a directory, binary
+        _fail(str(exc))
 
 
 @importer.command("mcp")
@@ -59,11 +88,12 @@ def import_mcp_command(
     """Import the tools of an MCP server run over stdio: `import mcp -- CMD [ARGS...]`."""
     from tool_registry.importers.mcp_server import MCPImportError, import_mcp
 
+    repo = _repository(registry, writing=True)
     try:
         report = import_mcp(command, timeout_s=timeout)
     except MCPImportError as exc:
         _fail(str(exc))
-    _merge(report, registry, strict)
+    _merge(report, repo, registry, strict)
 
 
 @importer.command("openai")
@@ -75,9 +105,8 @@ def import_openai_command(
     """Import OpenAI tool objects."""
     from tool_registry.importers.openai_tools import import_openai_tools
 
-    if not file.exists():
-        _fail(f"{file}: no such file")
-    _merge(import_openai_tools(file), registry, strict)
+    repo = _repository(registry, writing=True)
+    _merge(_read(import_openai_tools, file), repo, registry, strict)
 
 
 @importer.command("function-docs")
@@ -89,9 +118,8 @@ def import_function_docs_command(
     """Import a function-doc collection (Python-style types are normalised)."""
     from tool_registry.importers.function_docs import import_function_docs
 
-    if not file.exists():
-        _fail(f"{file}: no such file")
-    _merge(import_function_docs(file), registry, strict)
+    repo = _repository(registry, writing=True)
+    _merge(_read(import_function_docs, file), repo, registry, strict)
 
 
 @app.command()
@@ -106,20 +134,35 @@ def evolve(
     """Grow the repository by hierarchical domain evolution; rerun to resume."""
     import asyncio
 
+    from pydantic import ValidationError
     from rich.progress import Progress
 
     from llm import ChatClient, Endpoint, LLMError, get_endpoint
-    from llm.yamlconf import YamlConfigError, apply_overrides, load_yaml_model
+    from llm.yamlconf import (
+        CHECK_FILES,
+        apply_overrides,
+        error_message,
+        format_loc,
+        load_yaml_model,
+    )
     from tool_registry.evolution import Evolution, EvolveConfig, EvolveReport, load_categories
 
     try:
         if config is not None:
-            cfg = load_yaml_model(config, EvolveConfig, overrides)
+            cfg = load_yaml_model(config, EvolveConfig, overrides, check_files=True)
         else:
-            cfg = EvolveConfig.model_validate(apply_overrides({}, overrides))
-    except (YamlConfigError, ValueError) as exc:
+            data = apply_overrides({}, overrides)
+            cfg = EvolveConfig.model_validate(data, context={CHECK_FILES: True})
+        total = len(load_categories(cfg)) * cfg.domains_per_category
+    except YamlConfigError as exc:
         _fail(str(exc))
-    total = len(load_categories(cfg)) * cfg.domains_per_category
+    except ValidationError as exc:  # of --set values without a config file
+        _fail(
+            "\n".join(
+                f"--set {format_loc(tuple(e['loc']))}: {error_message(e)}" for e in exc.errors()
+            )
+        )
+    _repository(registry, writing=True)
 
     async def run(ep: Endpoint) -> EvolveReport:
         with Progress(console=console) as progress:
@@ -152,7 +195,7 @@ def stats(
     """Counts by source, category, domain, side effect and parameter count."""
     if not registry.exists():
         _fail(f"{registry}: no such repository")
-    figures = ToolRepository.load(registry).stats()
+    figures = _repository(registry, writing=False).stats()
     if as_json:
         print(json.dumps(figures))
         return
@@ -177,7 +220,9 @@ def export(
     """Export the repository as OpenAI tools or as ToolSpec JSONL."""
     if not registry.exists():
         _fail(f"{registry}: no such repository")
-    repo = ToolRepository.load(registry)
+    if out is not None and out.is_dir():
+        _fail(f"{out}: is a directory, not a file")
+    repo = _repository(registry, writing=False)
     specs = sorted(repo, key=lambda s: s.id)
     if format == "openai":
         text = json.dumps([s.to_openai() for s in specs], indent=2) + "\n"

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jinja2
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from llm import ChatClient, LLMError, Message
+from llm.yamlconf import TextFile, YamlConfigError, checking_files, load_yaml_model
 from tool_registry.dedup import drop_near_duplicates
 from tool_registry.repository import ToolRepository
 from tool_registry.spec import Provenance, ToolSpec
@@ -49,7 +49,7 @@ class EvolveConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seeds: Path = SEEDS
+    seeds: TextFile = SEEDS
     """YAML file with ``categories: [{name, description}]``."""
     categories: int | None = Field(default=None, ge=1)
     """Use only the first N categories (None: all)."""
@@ -63,6 +63,23 @@ class EvolveConfig(BaseModel):
     max_tokens: int = Field(default=2048, ge=64)
     concurrency: int = Field(default=4, ge=1)
     """Domains generated at once."""
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_load(cls, seeds: Path, info: ValidationInfo) -> Path:
+        if checking_files(info):
+            try:
+                load_yaml_model(seeds, Seeds)
+            except YamlConfigError as exc:  # names the seeds file, line and field
+                raise ValueError("; ".join(exc.problems)) from None
+        return seeds
+
+
+class Seeds(BaseModel):
+    """The seeds file."""
+
+    model_config = ConfigDict(extra="forbid")
+    categories: list[Category] = Field(min_length=1)
 
 
 class DomainIdea(BaseModel):
@@ -115,8 +132,9 @@ class EvolveReport(BaseModel):
 
 
 def load_categories(config: EvolveConfig) -> list[Category]:
-    data = yaml.safe_load(Path(config.seeds).read_text(encoding="utf-8")) or {}
-    categories = [Category.model_validate(c) for c in data.get("categories", [])]
+    """The seed categories (the first ``config.categories``); ``YamlConfigError`` names the
+    seeds file, line and field of a problem."""
+    categories = load_yaml_model(config.seeds, Seeds).categories
     return categories[: config.categories] if config.categories else categories
 
 

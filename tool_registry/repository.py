@@ -4,7 +4,10 @@ Persisted as JSONL, one ToolSpec per line (``datasets.load_dataset("json", ...)`
 it). Exact duplicates (same id) are skipped. A name clash — same name, different
 interface — is resolved deterministically: the tool that arrives second is renamed
 ``name_<first 6 hex of its id>`` and the clash is reported. Near-duplicate detection
-lives in ``dedup.py``.
+lives in ``dedup.py``. A line that cannot be loaded (not JSON, not UTF-8, not a valid
+ToolSpec) is skipped and listed in :attr:`ToolRepository.problems` as ``file:line: why``
+rather than making the whole file unloadable; a file that is no repository at all
+(missing, a directory, binary) raises :class:`~llm.yamlconf.YamlConfigError`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
+from llm.yamlconf import YamlConfigError, error_message, format_loc, read_bytes
 from tool_registry.spec import ToolSpec
 
 
@@ -34,6 +40,8 @@ class ToolRepository:
     def __init__(self, specs: list[ToolSpec] | None = None) -> None:
         self._by_id: dict[str, ToolSpec] = {}
         self._by_name: dict[str, str] = {}
+        self.problems: list[str] = []
+        """Lines of the loaded file that were skipped, as ``file:line: why``."""
         if specs:
             self.add(specs)
 
@@ -125,21 +133,46 @@ class ToolRepository:
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             for spec in sorted(self._by_id.values(), key=lambda s: s.id):
-                handle.write(json.dumps(spec.model_dump(mode="json", exclude={"id"})) + "\n")
+                data = spec.model_dump(mode="json", exclude={"id"})
+                handle.write(json.dumps(data, allow_nan=False) + "\n")
         os.replace(tmp, path)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> ToolRepository:
+        """The tools of a JSONL file (none if it does not exist); bad lines are skipped and
+        listed in ``problems``."""
         path = Path(path)
         if not path.exists():
             return cls()
-        specs = [
-            ToolSpec.model_validate(json.loads(line))
-            for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip()
-        ]
-        return cls(specs)
+        raw = read_bytes(path)
+        if b"\x00" in raw:
+            line = raw[: raw.index(b"\x00")].count(b"\n") + 1
+            raise YamlConfigError([f"{path}:{line}: not a text file (binary content)"])
+        specs, problems = [], []
+        for number, text in enumerate(raw.splitlines(), start=1):
+            if not text.strip():
+                continue
+            try:
+                specs.append(ToolSpec.model_validate(json.loads(text.decode("utf-8-sig"))))
+            except (ValueError, RecursionError) as exc:  # ValidationError is a ValueError
+                problems.append(f"{path}:{number}: {_line_problem(exc)}")
+        repo = cls(specs)
+        repo.problems = problems
+        return repo
+
+
+def _line_problem(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON: {exc.msg}"
+    if isinstance(exc, RecursionError):
+        return "invalid JSON: nested too deeply to read"
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        return f"{format_loc(tuple(error['loc']))}: {error_message(error)}"
+    return str(exc)
 
 
 def _complexity(spec: ToolSpec) -> str:

@@ -1,8 +1,10 @@
 """ToolSpec: one tool, losslessly convertible to and from an OpenAI tool object.
 
-``parameters`` is JSON Schema, checked as a schema when the spec is made. The id is a
-hash of what the tool *is* (name, description, parameters), so the same tool imported
-twice gets the same id. Provenance says where it came from. Nothing here does I/O.
+``parameters`` is JSON Schema, checked as a schema when the spec is made: valid under Draft
+7, plain JSON (no NaN or infinities), of bounded depth, with no ``$ref`` cycle a validator
+would loop on (:mod:`tool_registry.schema_checks`). The id is a hash of what the tool *is*
+(name, description, parameters), so the same tool imported twice gets the same id.
+Provenance says where it came from. Nothing here does I/O.
 
 Example::
 
@@ -20,6 +22,8 @@ from typing import Any, Literal
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+
+from tool_registry.schema_checks import structure_problem
 
 NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 # One validator of the metaschema, built once (check_schema() builds one per call). Draft 7:
@@ -67,6 +71,9 @@ class ToolSpec(BaseModel):
     @field_validator("parameters")
     @classmethod
     def _valid_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problem = structure_problem(value)  # first: what would make the checks below recurse
+        if problem:
+            raise ValueError(problem)
         error = jsonschema.exceptions.best_match(_META.iter_errors(value))
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(root)"

@@ -17,7 +17,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from llm.yamlconf import error_message, read_text
 from tool_registry.importers import ImportProblem, ImportReport
+from tool_registry.schema_checks import json_problem
 from tool_registry.spec import Provenance, ToolSpec
 
 TYPE_NAMES = {
@@ -129,6 +131,9 @@ def to_spec(entry: dict[str, Any], origin: str) -> ToolSpec:
         raise SchemaProblem("missing name")
     name = _BAD_NAME_CHARS.sub("_", raw_name.strip())[:64]
     parameters = entry.get("parameters", entry.get("arguments", {"type": "object"}))
+    problem = json_problem(parameters)  # before normalise_schema recurses into it
+    if problem:
+        raise SchemaProblem(f"parameters: {problem}")
     schema = normalise_schema(parameters or {"type": "dict", "properties": {}})
     if schema.get("type") != "object":
         raise SchemaProblem("parameters: the top level must be an object")
@@ -142,7 +147,7 @@ def to_spec(entry: dict[str, Any], origin: str) -> ToolSpec:
             provenance=Provenance(source="function_docs", origin=origin),
         )
     except ValidationError as exc:
-        raise SchemaProblem("; ".join(e["msg"] for e in exc.errors())) from exc
+        raise SchemaProblem("; ".join(error_message(e) for e in exc.errors())) from exc
 
 
 def import_function_docs(path: str | Path) -> ImportReport:
@@ -166,14 +171,16 @@ def _entries(path: Path, report: ImportReport) -> list[tuple[str, Any]]:
     """The entries of one JSON document (a list of them, or a single one) or of JSONL.
 
     The whole text is read as one document first, so pretty-printed JSON is not taken line
-    by line; a UTF-8 BOM is skipped. What cannot be read is reported with file and line.
+    by line; a UTF-8 BOM is skipped. What cannot be parsed is reported with file and line;
+    a file that cannot be read at all (missing, a directory, binary) raises
+    :class:`~llm.yamlconf.YamlConfigError`.
     """
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path)
     if not text.strip():
         return []
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         if text.lstrip().startswith("["):  # a list, never JSONL: one problem where it broke
             report.problems.append(_invalid(path, exc))
             return []
@@ -194,10 +201,12 @@ def _jsonl_entries(path: Path, text: str) -> tuple[list[tuple[str, Any]], list[I
             continue
         try:
             entries.append((f"{path}:{number}", json.loads(line)))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             problems.append(_invalid(path, exc, number))
     return entries, problems
 
 
-def _invalid(path: Path, exc: json.JSONDecodeError, line: int | None = None) -> ImportProblem:
-    return ImportProblem(f"{path}:{line or exc.lineno}", "", f"invalid JSON: {exc.msg}")
+def _invalid(path: Path, exc: Exception, line: int | None = None) -> ImportProblem:
+    if isinstance(exc, json.JSONDecodeError):
+        return ImportProblem(f"{path}:{line or exc.lineno}", "", f"invalid JSON: {exc.msg}")
+    return ImportProblem(f"{path}:{line or 1}", "", "invalid JSON: nested too deeply to read")

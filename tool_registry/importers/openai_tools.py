@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from llm.yamlconf import error_message
 from tool_registry.importers import ImportProblem, ImportReport
 from tool_registry.importers.function_docs import _entries
 from tool_registry.spec import Provenance, ToolSpec
@@ -21,7 +22,9 @@ def import_openai_tools(path: str | Path) -> ImportReport:
         try:
             report.specs.append(ToolSpec.from_openai(entry, provenance=provenance))
         except (ValueError, ValidationError) as exc:
-            reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            reason = (
+                error_message(exc.errors()[0]) if isinstance(exc, ValidationError) else str(exc)
+            )
             if isinstance(exc, ValidationError):
                 loc = ".".join(str(p) for p in exc.errors()[0]["loc"])
                 reason = f"{loc}: {reason}"
