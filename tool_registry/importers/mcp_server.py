@@ -3,18 +3,24 @@
 The server's ``tools/list`` is converted to ToolSpecs with the command line as provenance
 and the server's read-only hint as the side-effect class (no hint: ``write``). A
 server that crashes, hangs or speaks garbage gives :class:`MCPImportError` within
-``timeout_s``, with the end of its stderr; the subprocess is stopped either way.
+``timeout_s``: one line with what went wrong, the first line of garbage it printed and
+the end of its stderr; the SDK's own traceback per garbage line is not logged. The
+subprocess is stopped either way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import shlex
 import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import ValidationError
 
+from llm.yamlconf import error_message
 from tool_registry.importers import ImportProblem, ImportReport
 from tool_registry.spec import Provenance, ToolSpec
 
@@ -31,12 +37,13 @@ async def list_mcp_tools(command: list[str], timeout_s: float = 30.0) -> list[An
     if not command:
         raise MCPImportError("no MCP server command given")
     params = StdioServerParameters(command=command[0], args=command[1:])
-    with tempfile.TemporaryFile(mode="w+") as errlog:
+    garbage = _Garbage()
+    with tempfile.TemporaryFile(mode="w+") as errlog, _no_sdk_tracebacks():
 
         async def run() -> list[Any]:
             async with (
                 stdio_client(params, errlog=errlog) as (read, write),
-                ClientSession(read, write) as session,
+                ClientSession(read, write, message_handler=garbage) as session,
             ):
                 await session.initialize()
                 tools: list[Any] = []
@@ -54,6 +61,7 @@ async def list_mcp_tools(command: list[str], timeout_s: float = 30.0) -> list[An
         except TimeoutError as exc:
             raise MCPImportError(
                 f"MCP server `{shlex.join(command)}` did not answer within {timeout_s:g}s"
+                + garbage.describe()
                 + _tail(errlog)
             ) from exc
         # Not the server's doing: the caller cancelled, or the process is being stopped.
@@ -64,7 +72,9 @@ async def list_mcp_tools(command: list[str], timeout_s: float = 30.0) -> list[An
         except BaseException as exc:
             reason = _describe(exc)
             raise MCPImportError(
-                f"MCP server `{shlex.join(command)}` failed: {reason}" + _tail(errlog)
+                f"MCP server `{shlex.join(command)}` failed: {reason}"
+                + garbage.describe()
+                + _tail(errlog)
             ) from exc
 
 
@@ -90,7 +100,7 @@ def import_specs(tools: list[Any], origin: str) -> ImportReport:
                 )
             )
         except ValidationError as exc:
-            reason = "; ".join(e["msg"] for e in exc.errors())
+            reason = "; ".join(error_message(e) for e in exc.errors())
             report.problems.append(ImportProblem(f"{origin}#{index}", tool.name, reason))
     return report
 
@@ -101,6 +111,46 @@ def _side_effect(tool: Any) -> str:
     hints = getattr(tool, "annotations", None)
     read_only = getattr(hints, "read_only_hint", getattr(hints, "readOnlyHint", None))
     return "read" if read_only is True else "write"
+
+
+class _Garbage:
+    """The session's message handler: counts what the server wrote that is not JSON-RPC
+    (the SDK hands each such line over as an exception) and keeps the first line."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.first = ""
+
+    async def __call__(self, message: Any) -> None:
+        if isinstance(message, Exception):
+            self.lines += 1
+            if not self.first:
+                errors = message.errors() if isinstance(message, ValidationError) else []
+                given = errors[0].get("input") if errors else None
+                self.first = given if isinstance(given, str) else str(message)
+
+    def describe(self) -> str:
+        if not self.lines:
+            return ""
+        first = " ".join(self.first.split())[:80]
+        return f"; it wrote {self.lines} lines that are not JSON-RPC, the first: {first!r}"
+
+
+class _DropTracebacks(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.exc_info is None
+
+
+@contextlib.contextmanager
+def _no_sdk_tracebacks() -> Iterator[None]:
+    """The MCP SDK logs a full traceback for every line of garbage a server prints; what
+    went wrong reaches the caller in :class:`MCPImportError` instead."""
+    logger, quiet = logging.getLogger("mcp.client.stdio"), _DropTracebacks()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def _describe(exc: BaseException) -> str:
