@@ -4,7 +4,8 @@ Replies come from a script (rules matched on the request, then replies in order,
 responder function, then a default), with injectable latency, a capacity cap (excess
 requests wait, or get 429) and faults (429 with Retry-After, 500, hangs past the client's
 timeout, truncated bodies, malformed JSON), either at seeded rates or on a fixed schedule.
-Every received request body is kept in ``requests`` for assertions.
+Every received request body is kept in ``requests`` for assertions, and ``outcomes``
+counts how each ended (``abandoned``: the client disconnected before the answer).
 
 It is not a model: it never invents text. Use the embedded endpoint for that.
 
@@ -238,10 +239,14 @@ class ScriptedEndpoint(LoopbackServer):
             if self.faults.retry_after_s is not None:
                 headers["Retry-After"] = f"{self.faults.retry_after_s:g}"
             return _error(429, "rate limited (scripted)", headers)
-        if self._slots is not None and self.over_capacity == "wait":
-            async with self._slots:
-                return await self._answer(request, body, fault)
-        return await self._answer(request, body, fault)
+        try:
+            if self._slots is not None and self.over_capacity == "wait":
+                async with self._slots:
+                    return await self._answer(request, body, fault)
+            return await self._answer(request, body, fault)
+        except asyncio.CancelledError:  # the client went away before the answer
+            self._count("abandoned")
+            raise
 
     async def _answer(
         self, request: web.Request, body: dict[str, Any], fault: Fault | None
