@@ -24,6 +24,7 @@ import json
 import logging
 import queue
 import secrets
+import select
 import shutil
 import subprocess
 import tempfile
@@ -36,7 +37,6 @@ from typing import Any
 
 import docker
 from docker.errors import DockerException, ImageNotFound
-from docker.utils.socket import SocketError, read_exactly
 
 from sandboxes.base import SandboxError
 
@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 IMAGE = "summit-sandbox:latest"
 USER = "1000:1000"
 WORKDIR = "/work"
+GRACE_S = 5.0
+"""How long past the timeout the host waits for the agent's answer (the agent kills what
+is left and tidies up first) before it gives the container up and replaces it."""
 
 
 @dataclass(frozen=True)
@@ -269,10 +272,18 @@ class _Channel:
         self.raw = self.socket._sock  # the SDK's documented way to write to an attach socket
         self.buffer = b""
 
-    def ask(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
-        """Send a job, wait for its answer; None when the agent died or missed the deadline."""
-        self.raw.settimeout(timeout_s)
+    def waiting(self) -> bool:
+        """Whether the agent still waits for a job: between jobs its stream is open and
+        silent, so a stream that ended (or says anything) means the agent is gone."""
+        poller = select.poll()  # not select.select: it fails on descriptors past 1023
+        poller.register(self.raw, select.POLLIN)
+        return not poller.poll(0)
+
+    def ask(self, job: dict[str, Any], deadline: float) -> dict[str, Any] | None:
+        """Send a job, wait for its answer until ``deadline`` (``time.monotonic()``); None
+        when the agent died or missed the deadline."""
         try:
+            self.raw.settimeout(max(deadline - time.monotonic(), 0.0))
             self.raw.sendall(json.dumps(job).encode() + b"\n")
             while True:
                 line, sep, rest = self.buffer.partition(b"\n")
@@ -282,11 +293,21 @@ class _Channel:
                     if answer.get("id") == job["id"]:
                         return dict(answer)
                     continue
-                header = read_exactly(self.raw, 8)  # docker's stream multiplexing
-                size = int.from_bytes(header[4:], "big")
-                self.buffer += read_exactly(self.raw, size)
-        except (OSError, SocketError, ValueError):
+                header = self._read(8, deadline)  # docker's stream multiplexing
+                self.buffer += self._read(int.from_bytes(header[4:], "big"), deadline)
+        except (OSError, ValueError):
             return None
+
+    def _read(self, size: int, deadline: float) -> bytes:
+        # not docker's read_exactly: it polls without a timeout, so a frozen agent hangs it
+        data = b""
+        while len(data) < size:
+            self.raw.settimeout(max(deadline - time.monotonic(), 0.0))
+            chunk = self.raw.recv(size - len(data))
+            if not chunk:
+                raise ConnectionError("the agent's stream ended")
+            data += chunk
+        return data
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -307,12 +328,17 @@ class DockerSandbox:
             raise SandboxError(
                 f"sandbox image {image} is missing: run `python -m sandboxes build-image`"
             ) from exc
-        self._idle: queue.Queue[Any] = queue.Queue()
+        self._idle: queue.Queue[Any | None] = queue.Queue()
+        """Containers waiting for a run; None holds the place of one to start."""
         self._live: dict[Any, _Channel] = {}
         """Every container of this sandbox (pooled or fresh) with its agent's channel."""
         self._lock = threading.Lock()
-        for _ in range(pool_size):
-            self._idle.put(self._start())
+        try:
+            for _ in range(pool_size):
+                self._idle.put(self._start())
+        except SandboxError:
+            self.close()
+            raise
 
     def __enter__(self) -> DockerSandbox:
         return self
@@ -327,30 +353,39 @@ class DockerSandbox:
             self._discard(container)
 
     def _start(self) -> Any:
+        """A new container, its agent attached; SandboxError when the engine refuses."""
         lim = self.limits
-        container = self.client.containers.run(
-            self.image,
-            command=["python3", "-c", _AGENT],
-            detach=True,
-            stdin_open=True,
-            network_disabled=True,
-            network_mode="none",
-            mem_limit=f"{lim.memory_mb}m",
-            memswap_limit=f"{lim.memory_mb}m",
-            nano_cpus=int(lim.cpus * 1e9),
-            pids_limit=lim.pids,
-            read_only=True,
-            tmpfs={
-                WORKDIR: f"rw,exec,size={lim.workdir_mb}m,uid=1000,gid=1000",
-                "/tmp": "rw,size=16m,uid=1000,gid=1000",
-            },
-            user=USER,
-            working_dir=WORKDIR,
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            labels={"summit": "sandbox"},
-        )
-        channel = _Channel(container)
+        container = None
+        try:
+            # create, not run: run would try to pull a missing image from a registry
+            container = self.client.containers.create(
+                self.image,
+                command=["python3", "-c", _AGENT],
+                stdin_open=True,
+                network_disabled=True,
+                network_mode="none",
+                mem_limit=f"{lim.memory_mb}m",
+                memswap_limit=f"{lim.memory_mb}m",
+                nano_cpus=int(lim.cpus * 1e9),
+                pids_limit=lim.pids,
+                read_only=True,
+                tmpfs={
+                    WORKDIR: f"rw,exec,size={lim.workdir_mb}m,uid=1000,gid=1000",
+                    "/tmp": "rw,size=16m,uid=1000,gid=1000",
+                },
+                user=USER,
+                working_dir=WORKDIR,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                labels={"summit": "sandbox"},
+            )
+            container.start()
+            channel = _Channel(container)
+        except (DockerException, OSError) as exc:  # requests' errors are OSErrors
+            if container is not None:
+                with contextlib.suppress(DockerException, OSError):
+                    container.remove(force=True)
+            raise SandboxError(f"the Docker engine refused a sandbox container: {exc}") from exc
         with self._lock:
             self._live[container] = channel
         return container
@@ -360,27 +395,41 @@ class DockerSandbox:
             channel = self._live.pop(container, None)
         if channel is not None:
             channel.close()
-        with contextlib.suppress(DockerException):
+        with contextlib.suppress(DockerException, OSError):
             container.remove(force=True)
 
-    def _replace(self, container: Any) -> Any:
-        self._discard(container)
-        return self._start()
+    def _waiting(self, container: Any | None) -> bool:
+        with self._lock:
+            channel = self._live.get(container)
+        return channel is not None and channel.waiting()
 
     def run(self, files: dict[str, str], command: list[str] | str) -> RunResult:
-        """Write ``files`` under /work and run ``command`` there, within the limits."""
-        container = self._idle.get()
+        """Write ``files`` under /work and run ``command`` there, within the limits.
+
+        The container comes from the warm pool: one that died while idle is replaced
+        first, and one the run may have left unclean is replaced for the next run. Raises
+        :class:`SandboxError` when the agent refuses the job (a file outside /work) or the
+        engine refuses a new container; a later run asks the engine again.
+        """
+        slot = self._idle.get()  # a container, or None: start one
+        container = None
         try:
-            result, healthy = self._run_in(container, files, command)
-            if not healthy:
-                container = self._replace(container)
+            if self._waiting(slot):
+                container = slot
+            else:
+                if slot is not None:
+                    self._discard(slot)
+                container = self._start()
+            result, clean = self._run_in(container, files, command)
+            if not clean:
+                self._discard(container)
+                container = None
             return result
         except SandboxError:
-            container = self._replace(container)
+            if container is not None:
+                self._discard(container)
+                container = None
             raise
-        except DockerException as exc:
-            container = self._replace(container)
-            raise SandboxError(f"sandbox container failed: {exc}") from exc
         finally:
             self._idle.put(container)
 
@@ -388,10 +437,7 @@ class DockerSandbox:
         """Like :meth:`run` but in a new container, removed afterwards (no pool)."""
         container = self._start()
         try:
-            result, _ = self._run_in(container, files, command)
-            return result
-        except DockerException as exc:
-            raise SandboxError(f"sandbox container failed: {exc}") from exc
+            return self._run_in(container, files, command)[0]
         finally:
             self._discard(container)
 
@@ -413,7 +459,7 @@ class DockerSandbox:
             channel = self._live[container]
         started = time.monotonic()
         # the agent enforces the timeout; this deadline catches an agent that cannot
-        answer = channel.ask(job, lim.timeout_s + 5)
+        answer = channel.ask(job, started + lim.timeout_s + GRACE_S)
         duration = time.monotonic() - started
         if answer is None:
             return self._lost(container, duration), False
@@ -436,16 +482,15 @@ class DockerSandbox:
         return result, bool(answer["clean"])
 
     def _lost(self, container: Any, duration: float) -> RunResult:
-        """The agent gave no answer: the program took the container down with it (its
-        memory or process table) or the agent hung. Kill the container and say what is
-        known."""
+        """The agent gave no answer: the container stopped answering (frozen, paused) or
+        the program took it down (its memory or process table). Say what is known; the
+        container is replaced."""
         oom = False
-        with contextlib.suppress(DockerException):
+        with contextlib.suppress(DockerException, OSError):
             container.reload()
             oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
-            container.kill()
         timed_out = duration >= self.limits.timeout_s
-        note = "sandbox: the program exhausted the container; no answer could be read"
+        note = "sandbox: the container's agent gave no answer; the program's output is lost"
         return RunResult(137, "", note, timed_out, oom and not timed_out, duration, False)
 
 

@@ -6,7 +6,6 @@ CI=true (CI must exercise it). The image is built on first use (about a minute).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,7 +14,6 @@ from sandboxes.base import SandboxError
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 3.0
-MARGIN = 8.0
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +26,7 @@ def sandbox(sandbox_image: str) -> Iterator[object]:
 
 
 def run(box, code: str):
-    started = time.monotonic()
-    result = box.run({"main.py": code}, ["python3", "main.py"])
-    assert time.monotonic() - started < TIMEOUT + MARGIN
-    return result
+    return box.run({"main.py": code}, ["python3", "main.py"])
 
 
 def test_plain_code_runs(sandbox) -> None:
