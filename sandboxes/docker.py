@@ -63,12 +63,17 @@ class Limits:
 @dataclass(frozen=True)
 class RunResult:
     exit_code: int
+    """The command's exit status; 128 + N when signal N ended it, 137 when no answer came."""
     stdout: str
     stderr: str
     timed_out: bool
+    """Killed at ``Limits.timeout_s`` by the agent, or no answer by the host's deadline."""
     oom_killed: bool
+    """The kernel's OOM killer killed a process of the run (not merely: it exited 137)."""
     duration_s: float
     truncated: bool
+    """stdout or stderr is not what the program wrote: bytes past ``Limits.output_bytes``
+    dropped, bytes that are not UTF-8 replaced (U+FFFD), or none read (no answer)."""
 
     @property
     def ok(self) -> bool:
@@ -134,11 +139,13 @@ def build_image(tag: str = IMAGE, *, suite: str = "bookworm") -> str:
 # spares the caller, and PID 1 cannot be SIGKILLed from inside its namespace) and reap them
 # all (as PID 1 it inherits every orphan). It makes itself non-dumpable, so programs, which
 # run as the same user, cannot open /proc/1/fd to forge its answers; an answer also carries
-# the job's id, which only the host and the agent know.
+# the job's id, which only the host and the agent know. It installs no signal handler: PID
+# 1 ignores every signal without one that comes from inside its namespace.
 _AGENT = r"""
-import ctypes, json, os, signal, subprocess, sys, tempfile, time
+import codecs, ctypes, json, os, signal, subprocess, sys, tempfile, time
 LIBC = ctypes.CDLL(None)
 LIBC.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
+signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python's handler would let kill -INT 1 end it
 
 
 def reap():
@@ -196,6 +203,28 @@ def wipe(root, mode):
         return False
 
 
+def oom_kills():
+    # the kernel's count of OOM kills in the container's memory cgroup (v1, else v2)
+    for path in ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events"):
+        try:
+            with open(path) as counters:
+                for line in counters:
+                    if line.startswith("oom_kill "):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+    return None
+
+
+def capture(handle, cap):
+    # at most cap bytes of output, decoded; whole when no byte was dropped or replaced
+    size = handle.seek(0, 2)
+    handle.seek(0)
+    data = handle.read(cap)
+    text = codecs.getincrementaldecoder("utf-8")("replace").decode(data, final=size <= cap)
+    return text, size <= cap and text.encode() == data
+
+
 def doomed():
     # the program, not the agent, is what the OOM killer should take (the child is
     # dumpable again so it may write its own /proc entry; exec would make it so anyway)
@@ -220,7 +249,7 @@ def run(job):
                 handle.write(text)
     except (OSError, ValueError) as exc:
         return {"error": f"could not write files: {exc}"}
-    cap = job["cap"]
+    kills = oom_kills()
     with tempfile.TemporaryFile(dir="/tmp") as out, tempfile.TemporaryFile(dir="/tmp") as err:
         started = time.monotonic()
         proc = subprocess.Popen(
@@ -236,22 +265,16 @@ def run(job):
             code = proc.wait()
         duration = time.monotonic() - started
         clean = scrub(2.0)
-        sizes = []
-        texts = []
-        for handle in (out, err):
-            sizes.append(handle.seek(0, 2))
-            handle.seek(0)
-            texts.append(handle.read(cap).decode(errors="replace"))
+        (stdout, whole_out), (stderr, whole_err) = (capture(f, job["cap"]) for f in (out, err))
     # leave the container clean for the next run, or say it is not
     clean = clean and wipe("/work", 0o755) and wipe("/tmp", 0o1777)
     return {
-        "exit_code": 128 - code if code < 0 else code, "stdout": texts[0], "stderr": texts[1],
-        "timed_out": timed_out, "duration_s": duration, "truncated": max(sizes) > cap,
-        "clean": clean,
+        "exit_code": 128 - code if code < 0 else code, "stdout": stdout, "stderr": stderr,
+        "timed_out": timed_out, "duration_s": duration, "truncated": not (whole_out and whole_err),
+        "oom_killed": kills is not None and oom_kills() != kills, "clean": clean,
     }
 
 
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 for line in sys.stdin.buffer:
     job = json.loads(line)
     try:
@@ -465,21 +488,18 @@ class DockerSandbox:
             return self._lost(container, duration), False
         if "error" in answer:
             raise SandboxError(answer["error"])
-        exit_code = int(answer["exit_code"])
-        timed_out = bool(answer["timed_out"])
-        # a SIGKILL the agent did not send (it only does at the deadline) is the
-        # kernel's OOM killer: memory is the only limit enforced by SIGKILL
-        oom = exit_code == 137 and not timed_out
         result = RunResult(
-            exit_code,
-            _cap(answer["stdout"], lim.output_bytes),
-            _cap(answer["stderr"], lim.output_bytes),
-            timed_out,
-            oom,
+            int(answer["exit_code"]),
+            answer["stdout"],
+            answer["stderr"],
+            bool(answer["timed_out"]),
+            bool(answer["oom_killed"]),
             float(answer["duration_s"]),
             bool(answer["truncated"]),
         )
-        return result, bool(answer["clean"])
+        # the engine's OOMKilled, which _lost reads, stays set for a container's life: a
+        # container is replaced after an OOM kill so that it speaks of one run
+        return result, bool(answer["clean"]) and not result.oom_killed
 
     def _lost(self, container: Any, duration: float) -> RunResult:
         """The agent gave no answer: the container stopped answering (frozen, paused) or
@@ -491,11 +511,7 @@ class DockerSandbox:
             oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
         timed_out = duration >= self.limits.timeout_s
         note = "sandbox: the container's agent gave no answer; the program's output is lost"
-        return RunResult(137, "", note, timed_out, oom and not timed_out, duration, False)
-
-
-def _cap(text: str, limit: int) -> str:
-    return text.encode()[:limit].decode(errors="ignore")
+        return RunResult(137, "", note, timed_out, oom and not timed_out, duration, True)
 
 
 def _quote(text: str) -> str:

@@ -14,13 +14,14 @@ from sandboxes.base import SandboxError
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 3.0
+CAP = 1024
 
 
 @pytest.fixture(scope="module")
 def sandbox(sandbox_image: str) -> Iterator[object]:
     from sandboxes.docker import DockerSandbox, Limits
 
-    limits = Limits(timeout_s=TIMEOUT, memory_mb=128, pids=32)
+    limits = Limits(timeout_s=TIMEOUT, memory_mb=128, pids=32, output_bytes=CAP)
     with DockerSandbox(sandbox_image, pool_size=1, limits=limits) as box:
         yield box
 
@@ -100,6 +101,53 @@ def test_hostile_code_is_contained_and_the_next_run_is_clean(sandbox, code: str,
     listing, processes = after.stdout.splitlines()
     assert listing == "['main.py'] []"  # the outputs are unlinked files of the agent
     assert int(processes) <= 3  # the agent, sh, python
+
+
+BOMB = "x = bytearray(1 << 30)"
+# Programs, each with what its result must say: 137 is an OOM kill only when the kernel's
+# OOM killer made it, and output is flagged as soon as one byte is dropped or replaced.
+RESULTS = {
+    "exit-137": ("import sys\nsys.exit(137)", lambda r: r.exit_code == 137 and not r.oom_killed),
+    "kills-itself": (
+        "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+        lambda r: r.exit_code == 137 and not r.oom_killed,
+    ),
+    "memory-bomb": (BOMB, lambda r: r.exit_code == 137 and r.oom_killed),
+    "child-memory-bomb": (
+        f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {BOMB!r}])",
+        lambda r: r.exit_code == 0 and r.oom_killed,
+    ),
+    "signals-the-agent": (
+        "import os, signal\nfor s in set(signal.Signals) - {signal.SIGKILL, signal.SIGSTOP}:\n"
+        "    os.kill(1, s)\nprint('still here')",
+        lambda r: r.ok and r.stdout == "still here\n" and not r.truncated,
+    ),
+    "binary-stdout": (
+        "import sys\nsys.stdout.buffer.write(bytes(range(256)))",
+        lambda r: r.truncated,
+    ),
+    "binary-stderr": ("import sys\nsys.stderr.buffer.write(b'ok \\xff')", lambda r: r.truncated),
+    "binary-at-the-cap": (
+        f"import sys\nsys.stdout.buffer.write(b'\\xff' * {CAP})",
+        lambda r: r.truncated,
+    ),
+    "text-at-the-cap": (
+        f"import sys\nsys.stdout.buffer.write('\u00e9'.encode() * {CAP // 2})",
+        lambda r: r.stdout == "\u00e9" * (CAP // 2) and not r.truncated,
+    ),
+    "text-over-the-cap": (
+        f"print('\u20ac' * {CAP})",
+        lambda r: r.stdout == "\u20ac" * (CAP // 3) and r.truncated,
+    ),
+    "nul-bytes": ("print('a\\0b')", lambda r: r.stdout == "a\0b\n" and not r.truncated),
+}
+
+
+@pytest.mark.parametrize("program", list(RESULTS))
+def test_the_result_says_what_the_program_did(sandbox, program: str) -> None:
+    code, check = RESULTS[program]
+    result = run(sandbox, code)
+    assert check(result), result
 
 
 @pytest.mark.slow
