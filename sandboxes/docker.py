@@ -1,15 +1,18 @@
 """A hardened Docker sandbox for running untrusted code and its tests.
 
-What it covers: no network, memory / CPU / process-count limits, a read-only root with a
-size-limited tmpfs work directory, a non-root user with every capability dropped, a
-wall-clock timeout enforced twice (by the agent inside, by a host-side deadline that
-kills the container), output capped by the tmpfs and read back truncated, and a warm pool
-of containers reset between uses (work directory wiped, the user's stray processes
-killed; a container that cannot be reset is replaced). Each container's PID 1 is a small
-agent the host talks to over one attach socket, so a run costs a line each way instead
-of a ``docker exec``. What it does not cover: kernel
-exploits (it is a container, not a VM), GPU access, or languages other than those in the
-image (Python 3 in the default image).
+What it covers: no network, memory / CPU / process-count limits, a read-only root with
+size-limited tmpfs for the work directory and /tmp, a non-root user with every capability
+dropped, a wall-clock timeout enforced twice (by the agent inside; by a host-side deadline
+that holds even when the container stops answering, frozen or paused, and replaces it),
+results that say what happened (truncation whenever a byte of output is dropped or
+replaced, OOM kills as the kernel counted them), and a warm pool of containers that
+nothing of a run survives: files in any writable place, IPC objects, processes, or the
+limits and priorities programs inherit. A container that cannot be proven clean, or that
+died while idle, is replaced; when the engine refuses a new one the run raises
+:class:`SandboxError` and a later run asks again. Each container's PID 1 is a small agent
+the host talks to over one attach socket, so a run costs a line each way instead of a
+``docker exec``. What it does not cover: kernel exploits (it is a container, not a VM),
+GPU access, or languages other than those in the image (Python 3 in the default image).
 
 The image is built without a registry (none is reachable here): ``debootstrap`` a minimal
 Debian with python3, add the sandbox user, ``docker import`` the tree
@@ -133,19 +136,77 @@ def build_image(tag: str = IMAGE, *, suite: str = "bookworm") -> str:
 
 # PID 1 of every container: a small agent that takes one job per line on its stdin (the
 # host attaches to it once per container, so a run costs no ``docker exec``) and answers one
-# JSON line on its stdout. Per job: wipe /work and /tmp, write the files, run the command
-# under ``sh -c`` with stdin closed and stdout/stderr in unlinked files (the program cannot
-# reach them by name), kill it at the deadline, then SIGKILL every process left (``kill -1``
-# spares the caller, and PID 1 cannot be SIGKILLed from inside its namespace) and reap them
-# all (as PID 1 it inherits every orphan). It makes itself non-dumpable, so programs, which
-# run as the same user, cannot open /proc/1/fd to forge its answers; an answer also carries
-# the job's id, which only the host and the agent know. It installs no signal handler: PID
-# 1 ignores every signal without one that comes from inside its namespace.
+# JSON line on its stdout. Per job: write the files, run the command under ``sh -c`` with
+# stdin closed and stdout/stderr in unlinked files (the program cannot reach them by name),
+# kill it at the deadline, then put the container back as it started, or say it could not
+# (``clean``): SIGKILL every process left and reap them (as PID 1 it inherits every orphan),
+# restore its own limits, priorities and CPU placement (a program runs as the same user and
+# may change them; programs inherit them), remove SysV IPC objects, and empty every
+# writable mount (work directory, /tmp, /dev/shm with POSIX shared memory and semaphores,
+# /dev/mqueue), restoring their mode and extended attributes. It makes itself non-dumpable,
+# so programs cannot open /proc/1/fd to forge its answers; an answer also carries the job's
+# id, which only the host and the agent know. It installs no signal handler: PID 1 ignores
+# every signal without one that comes from inside its namespace.
 _AGENT = r"""
-import codecs, ctypes, json, os, signal, subprocess, sys, tempfile, time
+import codecs, ctypes, json, os, platform, resource, signal, subprocess, sys, tempfile, time
 LIBC = ctypes.CDLL(None)
 LIBC.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
 signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python's handler would let kill -INT 1 end it
+IOPRIO = {"x86_64": (251, 252), "aarch64": (30, 31), "riscv64": (30, 31)}.get(platform.machine())
+RLIMITS = [name for name in dir(resource) if name.startswith("RLIMIT_")]
+IPC_RMID = {"shm": lambda i: LIBC.shmctl(i, 0, None), "msg": lambda i: LIBC.msgctl(i, 0, None),
+            "sem": lambda i: LIBC.semctl(i, 0, 0)}
+
+
+def attempt(call, *args):
+    try:
+        call(*args)
+    except (OSError, ValueError):
+        pass
+
+
+def settings():
+    # what a program can change in the agent and every later program would inherit; the
+    # I/O priority is unknown on other architectures, so no run there is proven clean
+    return {
+        "limits": {n: resource.getrlimit(getattr(resource, n)) for n in RLIMITS},
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
+        "scheduler": (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority),
+        "affinity": os.sched_getaffinity(0),
+        "ioprio": LIBC.syscall(IOPRIO[1], 1, 0) if IOPRIO else object(),
+    }
+
+
+def restore():
+    # a lowered soft limit or I/O priority comes back; a lowered hard limit, a raised nice
+    # value or an idle scheduling class cannot, unprivileged, and the container is replaced
+    for name, limit in PRISTINE["limits"].items():
+        attempt(resource.setrlimit, getattr(resource, name), limit)
+    attempt(os.setpriority, os.PRIO_PROCESS, 0, PRISTINE["nice"])
+    policy, priority = PRISTINE["scheduler"]
+    attempt(os.sched_setscheduler, 0, policy, os.sched_param(priority))
+    attempt(os.sched_setaffinity, 0, PRISTINE["affinity"])
+    if IOPRIO:
+        LIBC.syscall(IOPRIO[0], 1, 0, PRISTINE["ioprio"])
+
+
+def xattrs(path):
+    try:
+        return sorted(os.listxattr(path))
+    except OSError:
+        return None
+
+
+def writable_places():
+    # every mounted directory the program may write to, with its mode and extended
+    # attributes (files Docker masks, like /proc/keys, are /dev/null mounted over them)
+    places = {}
+    with open("/proc/self/mounts") as mounts:
+        for line in mounts:
+            point, options = line.split()[1], line.split()[3].split(",")
+            if "rw" in options and os.path.isdir(point) and os.access(point, os.W_OK):
+                places[point] = (os.stat(point).st_mode & 0o7777, xattrs(point))
+    return places
 
 
 def reap():
@@ -157,6 +218,9 @@ def reap():
 
 
 def scrub(seconds):
+    # kill -1 spares the caller, and PID 1 cannot be SIGKILLed from inside its namespace;
+    # the agent's limits come back before it opens anything (a program may have left it
+    # no file descriptor)
     deadline = time.monotonic() + seconds
     while True:
         try:
@@ -164,8 +228,12 @@ def scrub(seconds):
         except ProcessLookupError:
             pass
         reap()
-        if not [p for p in os.listdir("/proc") if p.isdigit() and p != "1"]:
-            return True
+        restore()
+        try:
+            if not [p for p in os.listdir("/proc") if p.isdigit() and p != "1"]:
+                return True
+        except OSError:
+            return False
         if time.monotonic() > deadline:
             return False
         time.sleep(0.005)
@@ -175,10 +243,7 @@ def remove(path):
     # a program may have made a directory unreadable (chmod 000): the agent, its owner
     # as the same user, opens it up again before removing what is inside
     if os.path.islink(path) or not os.path.isdir(path):
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+        attempt(os.unlink, path)
         return
     try:
         os.chmod(path, 0o700)
@@ -187,20 +252,38 @@ def remove(path):
         names = []
     for name in names:
         remove(os.path.join(path, name))
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
+    attempt(os.rmdir, path)
 
 
-def wipe(root, mode):
+def wipe(root, mode, names):
     try:
-        os.chmod(root, mode)
+        if os.stat(root).st_mode & 0o7777 != mode:
+            os.chmod(root, mode)
+        for name in set(xattrs(root) or ()) - set(names or ()):
+            os.removexattr(root, name)
         for name in os.listdir(root):
             remove(os.path.join(root, name))
-        return not os.listdir(root)
+        return not os.listdir(root) and xattrs(root) == names
     except (OSError, RecursionError):
         return False
+
+
+def ipc_ids(kind):
+    with open(f"/proc/sysvipc/{kind}") as table:
+        return [int(line.split()[1]) for line in list(table)[1:]]
+
+
+def tidy():
+    # SysV objects belong to no file; their creator, the program, is the agent's user
+    try:
+        for kind, remove_one in IPC_RMID.items():
+            for ident in ipc_ids(kind):
+                remove_one(ident)
+        if any(ipc_ids(kind) for kind in IPC_RMID) or settings() != PRISTINE:
+            return False
+    except OSError:
+        return False
+    return all([wipe(root, *PLACES[root]) for root in PLACES])
 
 
 def oom_kills():
@@ -237,8 +320,6 @@ def doomed():
 
 
 def run(job):
-    if not (wipe("/work", 0o755) and wipe("/tmp", 0o1777)):
-        return {"error": "sandbox: the work directories could not be wiped"}
     try:
         for name, text in job["files"].items():
             path = os.path.realpath(os.path.join("/work", name))
@@ -266,15 +347,14 @@ def run(job):
         duration = time.monotonic() - started
         clean = scrub(2.0)
         (stdout, whole_out), (stderr, whole_err) = (capture(f, job["cap"]) for f in (out, err))
-    # leave the container clean for the next run, or say it is not
-    clean = clean and wipe("/work", 0o755) and wipe("/tmp", 0o1777)
     return {
         "exit_code": 128 - code if code < 0 else code, "stdout": stdout, "stderr": stderr,
         "timed_out": timed_out, "duration_s": duration, "truncated": not (whole_out and whole_err),
-        "oom_killed": kills is not None and oom_kills() != kills, "clean": clean,
+        "oom_killed": kills is not None and oom_kills() != kills, "clean": clean and tidy(),
     }
 
 
+PRISTINE, PLACES = settings(), writable_places()
 for line in sys.stdin.buffer:
     job = json.loads(line)
     try:
