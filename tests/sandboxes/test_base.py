@@ -51,8 +51,8 @@ async def test_draft7_tuple_items_are_checked_position_by_position() -> None:
 @pytest.mark.parametrize(
     "broken",
     [
-        {"$ref": "#/definitions/missing"},  # unresolvable reference
         {"type": "string", "pattern": "(unclosed"},  # not a regular expression
+        {"type": "string", "format": "date", "pattern": "[z-a]"},  # a reversed range
     ],
 )
 async def test_a_schema_that_cannot_be_applied_is_a_tool_error_not_an_exception(
@@ -62,3 +62,8 @@ async def test_a_schema_that_cannot_be_applied_is_a_tool_error_not_an_exception(
     reply = await env.call(echo({"a": "x"}))
     assert reply.content.startswith("error: cannot check arguments for echo: ")
     assert env.records[-1].error
+
+
+def test_a_schema_with_an_unresolvable_reference_is_refused_when_the_spec_is_built() -> None:
+    with pytest.raises(ValueError, match="does not point to a schema"):
+        Echo({"type": "object", "properties": {"a": {"$ref": "#/definitions/missing"}}})
