@@ -37,11 +37,14 @@ def serve(
     ),
     port: int = typer.Option(0, help="Port; 0 picks a free one."),
     max_batch: int = typer.Option(16, help="Requests decoded together at most."),
+    threads: int = typer.Option(
+        0, help="Decoding threads; 0: half the cores (more thrash once the machine is busy)."
+    ),
 ) -> None:
     """Serve the embedded SmolLM2 model as an OpenAI-compatible endpoint."""
     from llm.embedded import EmbeddedServer
 
-    server = EmbeddedServer(host=host, port=port, max_batch=max_batch)
+    server = EmbeddedServer(host=host, port=port, max_batch=max_batch, threads=threads or None)
     with console.status("loading the embedded model (first run converts it, ~20 s)"):
         try:
             server.start()

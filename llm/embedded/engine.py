@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -50,6 +51,15 @@ class Generation:
     finish_reason: str  # "stop" or "length"
     prompt_tokens: int
     completion_tokens: int
+
+
+def default_threads() -> int:
+    """Half the cores, at least one: the engine shares the machine with the rest of a job
+    (Ray workers, sandboxes, the trainer). Decoding with every core is faster only while
+    nothing else runs: once another process wants a core, OpenMP's spinning threads wait
+    on each other and a step can take several times longer (measured in
+    bench/overload.py)."""
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 class EngineBusy(Exception):
@@ -100,8 +110,10 @@ class BatchEngine:
         max_batch: int = 16,
         max_queue: int = 256,
         gather_s: float = 0.01,
+        threads: int | None = None,
     ):
         self.model = model
+        self.threads = threads or default_threads()
         self.tokenizer = tokenizer
         self.max_batch = max_batch
         self.max_queue = max_queue
@@ -169,6 +181,7 @@ class BatchEngine:
 
     # ------------------------------------------------------------------ loop
     def _run(self) -> None:
+        torch.set_num_threads(self.threads)  # for this thread only: the process keeps its own
         while True:
             first = self._queue.get()
             if first is None:

@@ -195,6 +195,7 @@ class EmbeddedServer(LoopbackServer):
         port: int = 0,
         max_batch: int = 16,
         max_queue: int = 256,
+        threads: int | None = None,
         json_mode: str = "constrained",
         json_retries: int = 3,
         default_max_tokens: int = 256,
@@ -202,6 +203,7 @@ class EmbeddedServer(LoopbackServer):
         super().__init__(host=host, port=port)
         self.max_batch = max_batch
         self.max_queue = max_queue
+        self.threads = threads
         if json_mode not in ("constrained", "retry"):
             raise ValueError(f"json_mode must be 'constrained' or 'retry', not {json_mode!r}")
         self.json_mode = json_mode
@@ -221,7 +223,11 @@ class EmbeddedServer(LoopbackServer):
     async def build_app(self) -> web.Application:
         model, self.tokenizer = await asyncio.to_thread(load_model)
         self.engine = BatchEngine(
-            model, self.tokenizer, max_batch=self.max_batch, max_queue=self.max_queue
+            model,
+            self.tokenizer,
+            max_batch=self.max_batch,
+            max_queue=self.max_queue,
+            threads=self.threads,
         )
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_get("/v1/models", self._models)
