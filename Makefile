@@ -65,6 +65,7 @@ bench: setup
 	$(PY) bench/grpo_learns.py
 	$(PY) bench/critic_refine.py
 	$(PY) bench/synth.py
+	$(PY) bench/overload.py
 
 clean:
 	rm -rf $(VENV) runs
