@@ -19,6 +19,7 @@ in exactly one shard or redone. Counts in the manifest are read back from the sh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -59,11 +60,25 @@ SCHEMA = pa.schema(
 
 
 def atomic_write(path: Path, data: bytes) -> None:
+    """``path`` holds ``data`` whole, or is as it was: written beside it, synced, renamed.
+
+    A failed write (a full disk, an interrupt) removes its temporary file and raises; an
+    ``OSError`` names ``path``.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
 
 
 class RunStore:
