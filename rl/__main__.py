@@ -13,6 +13,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from llm.errors import ConfigError
+from llm.progress import DEFAULT_EVERY_S, EVERY_ENV
 
 if TYPE_CHECKING:
     from rl.config import TrainConfig
@@ -47,6 +48,9 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+PROGRESS_HELP = "Seconds between progress lines when output is not a terminal (CI, a log file)."
+
+
 @app.command()
 def train(
     config: Path = typer.Argument(..., help="GRPO run config (YAML)."),
@@ -57,6 +61,9 @@ def train(
         help="'latest' (the newest checkpoint in output_dir) or a checkpoint path.",
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    progress_every: float = typer.Option(
+        DEFAULT_EVERY_S, envvar=EVERY_ENV, min=0.01, help=PROGRESS_HELP
+    ),
 ) -> None:
     """Train a policy with GRPO on the configured gym mixture."""
     _logging(verbose)
@@ -65,7 +72,8 @@ def train(
     from rl.trainer import train as run
 
     try:
-        result = run(cfg, resume=True if resume == "latest" else (resume or False))
+        resuming = True if resume == "latest" else (resume or False)
+        result = run(cfg, resume=resuming, progress_every_s=progress_every)
     except GymError as exc:  # a row of a gym's data file, read once training is set up
         _fail(str(exc))
     console.print_json(json.dumps(result))
@@ -80,6 +88,9 @@ def evaluate(
     output: Path = typer.Option(None, "--json", help="Also write the results here as JSON."),
     overrides: list[str] = typer.Option(None, "--set", help="Override a field: a.b=value."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    progress_every: float = typer.Option(
+        DEFAULT_EVERY_S, envvar=EVERY_ENV, min=0.01, help=PROGRESS_HELP
+    ),
 ) -> None:
     """pass@k per gym on held-out tasks, as a table and JSON (last line of stdout)."""
     _logging(verbose)
@@ -96,7 +107,7 @@ def evaluate(
     from rl.gyms import GymError
 
     try:
-        results = run(cfg, checkpoint, ks, samples)
+        results = run(cfg, checkpoint, ks, samples, progress_every_s=progress_every)
     except GymError as exc:
         _fail(str(exc))
     table = Table(title=f"pass@k on held-out tasks: {checkpoint}")

@@ -1,4 +1,5 @@
-"""Trainer callbacks: K2's temperature decay and a rich progress display.
+"""Trainer callbacks: K2's temperature decay and a progress display (bars on a terminal,
+a line every few seconds in a log).
 
 :class:`TemperatureDecay` changes the sampling temperature before each step. TRL reads the
 temperature in three places — the generation config (or the vLLM sampler), and the fused
@@ -16,9 +17,11 @@ import logging
 import math
 from typing import Any
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.console import Console
+from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from transformers import TrainerCallback
 
+from llm.progress import DEFAULT_EVERY_S, StageProgress
 from rl.config import TemperatureConfig
 
 log = logging.getLogger(__name__)
@@ -83,23 +86,28 @@ def set_temperature(trainer: Any, value: float) -> None:
 
 
 class RichProgress(TrainerCallback):
-    """One progress bar with the step, mean reward, step time and temperature."""
+    """One progress bar with the step, mean reward, step time and temperature; where
+    output is not a terminal, a line with the same every ``every_s`` seconds."""
 
-    def __init__(self) -> None:
-        self.progress: Progress | None = None
+    def __init__(self, console: Console | None = None, every_s: float = DEFAULT_EVERY_S) -> None:
+        self.console = console or Console(stderr=True)
+        self.every_s = every_s
+        self.progress: StageProgress | None = None
         self.task: Any = None
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.progress = Progress(
+        self.progress = StageProgress(
             TextColumn("[bold]GRPO"),
             BarColumn(),
             TextColumn("{task.completed}/{task.total}"),
             TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(),
+            console=self.console,
+            every_s=self.every_s,
         )
         self.progress.start()
         self.task = self.progress.add_task(
-            "train", total=state.max_steps, completed=state.global_step, info=""
+            "GRPO steps", total=state.max_steps, completed=state.global_step, info=""
         )
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -117,6 +125,10 @@ class RichProgress(TrainerCallback):
         self.progress.update(self.task, info="  ".join(parts))
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the display (its last line printed); also when training was interrupted."""
         if self.progress is not None:
             self.progress.stop()
             self.progress = None

@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from llm import parse_tool_calls
+from llm.progress import DEFAULT_EVERY_S, StageProgress
 from rl.config import TrainConfig
 from rl.environments import environment_class
 from rl.gyms import Gym, Sample, Task
@@ -117,8 +120,11 @@ class Sampler:
         return completion, environment
 
 
-def evaluate_gym(gym: Gym, sampler: Sampler, n: int, ks: list[int]) -> dict[str, Any]:
+def evaluate_gym(
+    gym: Gym, sampler: Sampler, n: int, ks: list[int], progress: StageProgress | None = None
+) -> dict[str, Any]:
     tasks = gym.load("eval")
+    bar = progress.add_task(f"eval {gym.name}", total=len(tasks)) if progress else None
     per_task: list[int] = []
     scores: list[float] = []
     for task in tasks:
@@ -136,6 +142,8 @@ def evaluate_gym(gym: Gym, sampler: Sampler, n: int, ks: list[int]) -> dict[str,
         results = gym.verify_batch(samples)
         per_task.append(sum(gym.passed(r) for r in results))
         scores += [r for r in results if r is not None]
+        if progress is not None and bar is not None:
+            progress.advance(bar)
     report: dict[str, Any] = {"tasks": len(tasks), "samples": n}
     for k in ks:
         values = [pass_at_k(n, c, k) for c in per_task]
@@ -145,15 +153,31 @@ def evaluate_gym(gym: Gym, sampler: Sampler, n: int, ks: list[int]) -> dict[str,
 
 
 def evaluate(
-    config: TrainConfig, checkpoint: str | Path, ks: list[int], n: int | None = None
+    config: TrainConfig,
+    checkpoint: str | Path,
+    ks: list[int],
+    n: int | None = None,
+    *,
+    console: Console | None = None,
+    progress_every_s: float = DEFAULT_EVERY_S,
 ) -> dict[str, Any]:
-    """``{gym: {"pass@k": ..., "tasks": ..., "samples": ..., "mean_score": ...}}``."""
+    """``{gym: {"pass@k": ..., "tasks": ..., "samples": ..., "mean_score": ...}}``, with a
+    progress bar per gym on ``console`` (stderr by default; a line every
+    ``progress_every_s`` seconds where it is not a terminal)."""
     n = n or max(ks)
     if n < max(ks):
         raise ValueError(f"--samples {n} is fewer than the largest k ({max(ks)})")
     model = load_checkpoint(checkpoint)
     sampler = Sampler(model, load_policy(config).tokenizer, config)
     torch.manual_seed(config.seed)
-    with Services(config) as services:
+    progress = StageProgress(
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console or Console(stderr=True),
+        every_s=progress_every_s,
+    )
+    with Services(config) as services, progress:
         gyms = build_gyms(config, services.resources)
-        return {gym.name: evaluate_gym(gym, sampler, n, ks) for gym in gyms}
+        return {gym.name: evaluate_gym(gym, sampler, n, ks, progress) for gym in gyms}

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llm.progress import DEFAULT_EVERY_S
 from rl.callbacks import RichProgress, TemperatureDecay
 from rl.config import TrainConfig
 from rl.data import mixture
@@ -213,8 +214,15 @@ def peft_config(config: TrainConfig) -> Any:
     )
 
 
-def build(config: TrainConfig, services: Services, *, max_steps: int | None = None) -> Any:
-    """The ready-to-train ``GRPOTrainer`` for ``config``."""
+def build(
+    config: TrainConfig,
+    services: Services,
+    *,
+    max_steps: int | None = None,
+    progress_every_s: float = DEFAULT_EVERY_S,
+) -> Any:
+    """The ready-to-train ``GRPOTrainer`` for ``config`` (``progress_every_s``: the
+    interval of progress lines where output is not a terminal)."""
     from trl import GRPOTrainer
 
     from rl.ptx import PtxData, PtxGRPOTrainer
@@ -227,7 +235,7 @@ def build(config: TrainConfig, services: Services, *, max_steps: int | None = No
     decay = TemperatureDecay(config.temperature, args.max_steps)
     callbacks: list[Any] = [decay]
     if config.logging.progress:
-        callbacks.append(RichProgress())
+        callbacks.append(RichProgress(every_s=progress_every_s))
     trainer_class = PtxGRPOTrainer if config.ptx else GRPOTrainer
     trainer: Any = trainer_class(
         model=policy.model,
@@ -252,13 +260,23 @@ def build(config: TrainConfig, services: Services, *, max_steps: int | None = No
     return trainer
 
 
-def train(config: TrainConfig, *, resume: str | bool = False) -> dict[str, Any]:
+def train(
+    config: TrainConfig,
+    *,
+    resume: str | bool = False,
+    progress_every_s: float = DEFAULT_EVERY_S,
+) -> dict[str, Any]:
     """Train (or resume: ``True`` for the latest checkpoint, or a checkpoint path)."""
     out = Path(config.output_dir)
     config.write(out)
     with Services(config) as services:
-        trainer = build(config, services)
-        result = trainer.train(resume_from_checkpoint=resume or None)
+        trainer = build(config, services, progress_every_s=progress_every_s)
+        try:
+            result = trainer.train(resume_from_checkpoint=resume or None)
+        finally:
+            for callback in trainer.callback_handler.callbacks:
+                if isinstance(callback, RichProgress):
+                    callback.close()
         trainer.save_model(str(out / "final"))
     metrics = dict(result.metrics)
     log.info("trained %s: %d steps, metrics %s", config.name, trainer.state.global_step, metrics)

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llm import ConfigError
+from llm.progress import DEFAULT_EVERY_S, EVERY_ENV
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode="markdown"
@@ -26,6 +27,12 @@ def run(
     config: Path = typer.Argument(..., help="Job config (YAML), e.g. configs/synth/demo.yaml."),
     overrides: list[str] = typer.Option([], "--set", help="Override a field: a.b=value."),
     output_dir: Path | None = typer.Option(None, help="Where to write (overrides output_dir)."),
+    progress_every: float = typer.Option(
+        DEFAULT_EVERY_S,
+        envvar=EVERY_ENV,
+        min=0.01,
+        help="Seconds between progress lines when output is not a terminal (CI, a log file).",
+    ),
 ) -> None:
     """Run (or resume) a job: tools → agents → tasks → trajectories → judge → dataset."""
     from synth.config import load_config
@@ -37,7 +44,7 @@ def run(
         overrides = [*overrides, f"output_dir={output_dir}"]
     try:
         job = load_config(config, overrides, check_files=True)
-        manifest = run_job(job, console=err)
+        manifest = run_job(job, console=err, progress_every_s=progress_every)
     except (ConfigError, TaskError) as exc:
         _fail(str(exc))
     summary(manifest, job.output_dir)

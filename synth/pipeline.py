@@ -22,9 +22,10 @@ from typing import Any
 import ray
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from llm import ChatClient, Endpoint, LLMError, Message
+from llm.progress import DEFAULT_EVERY_S, StageProgress
 from synth.actors import ActorPool, stream
 from synth.agents import ToolSource, plan_agents
 from synth.config import ROLES, SynthConfig
@@ -40,8 +41,17 @@ FLUSH_EVERY_S = 30.0
 EMBEDDED_URL_ENV = "SUMMIT_EMBEDDED_URL"
 
 
-def run(config: SynthConfig, *, console: Console | None = None) -> dict[str, Any]:
-    """Run (or resume) the job described by ``config``; returns the manifest."""
+def run(
+    config: SynthConfig,
+    *,
+    console: Console | None = None,
+    progress_every_s: float = DEFAULT_EVERY_S,
+) -> dict[str, Any]:
+    """Run (or resume) the job described by ``config``; returns the manifest.
+
+    ``progress_every_s`` is the interval of progress lines when ``console`` is not a
+    terminal.
+    """
     console = console or Console(stderr=True)
     store = RunStore(config.output_dir)
     _bind(store, config)
@@ -59,7 +69,7 @@ def run(config: SynthConfig, *, console: Console | None = None) -> dict[str, Any
             num_cpus=config.ray.actor_cpus,
         )
         try:
-            with _progress(console) as progress:
+            with _progress(console, progress_every_s) as progress:
                 source = asyncio.run(_tools(config, endpoints["generator"]))
                 stages = store.load_json("stages.json") or {}
                 agents = _agents(config, store, pool, source, stages, progress)
@@ -144,7 +154,7 @@ def _agents(
     pool: ActorPool,
     source: ToolSource,
     stages: dict[str, Any],
-    progress: Progress,
+    progress: StageProgress,
 ) -> list[AgentSpec]:
     saved = store.load_models("agents.jsonl", AgentSpec)
     if saved is not None:
@@ -174,7 +184,7 @@ def _tasks(
     pool: ActorPool,
     agents: list[AgentSpec],
     stages: dict[str, Any],
-    progress: Progress,
+    progress: StageProgress,
 ) -> list[TaskSpec]:
     saved = store.load_models("tasks.jsonl", TaskSpec)
     if saved is not None:
@@ -204,7 +214,7 @@ def _rollouts(
     pool: ActorPool,
     agents: list[AgentSpec],
     tasks: list[TaskSpec],
-    progress: Progress,
+    progress: StageProgress,
 ) -> None:
     done = store.done_ids()
     todo = [t for t in tasks if t.id not in done]
@@ -324,12 +334,12 @@ def _embedded_if_needed(config: SynthConfig, console: Console) -> Iterator[None]
             os.environ.pop(EMBEDDED_URL_ENV, None)
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
+def _progress(console: Console, every_s: float) -> StageProgress:
+    return StageProgress(
         TextColumn("{task.description:<34}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
-        transient=False,
+        every_s=every_s,
     )

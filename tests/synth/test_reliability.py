@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -22,32 +21,10 @@ from llm.testing import ScriptedEndpoint
 from synth.store import RunStore
 from synth.testing import ScriptedWorld
 
+from .conftest import assert_exact, job_config
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def job_config(out: Path, url: str, **changes: object) -> dict[str, object]:
-    role = {"preset": "vllm", "base_url": url, "max_concurrency": 8}
-    config: dict[str, object] = {
-        "output_dir": str(out),
-        "endpoints": {r: role for r in ("generator", "agent", "user", "tool_simulator", "judge")},
-        "agents": {"count": 4},
-        "tasks": {"per_agent": 4},
-        "environment_mix": {"simulated": 0.5, "executable": 0.5, "docker": 0.0},
-        "ray": {"actors": 2, "tasks_per_actor": 2},
-        "shard_size": 2,
-    }
-    config.update(changes)
-    return config
-
-
-def assert_exact(out: Path, tasks: int) -> None:
-    ids = [row["id"] for row in RunStore(out).rows(["id"])]
-    assert len(ids) == len(set(ids)) == tasks
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["reconciled"] and manifest["duplicates"] == 0
-    counts = manifest["counts"]
-    assert counts["trajectories"] == counts["accepted"] + counts["rejected"] == tasks
 
 
 def test_a_killed_actor_loses_nothing(tmp_path: Path) -> None:
