@@ -13,6 +13,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from llm.errors import ConfigError
+from llm.interrupt import Stop, stop_on_signals
 from llm.progress import DEFAULT_EVERY_S, EVERY_ENV
 
 if TYPE_CHECKING:
@@ -48,6 +49,12 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+def _stopped(stop: Stop, kept: str) -> NoReturn:
+    """One line saying which signal stopped the command and what is kept; exit 130/143."""
+    console.print(f"stopped by {stop.name}: {kept}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(stop.exit_code)
+
+
 PROGRESS_HELP = "Seconds between progress lines when output is not a terminal (CI, a log file)."
 
 
@@ -58,24 +65,30 @@ def train(
     resume: str = typer.Option(
         None,
         "--resume",
-        help="'latest' (the newest checkpoint in output_dir) or a checkpoint path.",
+        help="'latest' (the newest complete checkpoint in output_dir) or a checkpoint path.",
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     progress_every: float = typer.Option(
         DEFAULT_EVERY_S, envvar=EVERY_ENV, min=0.01, help=PROGRESS_HELP
     ),
 ) -> None:
-    """Train a policy with GRPO on the configured gym mixture."""
+    """Train a policy with GRPO on the configured gym mixture.
+
+    Ctrl-C or SIGTERM stops it within seconds (exit 130/143); the complete checkpoints
+    are kept and ``--resume latest`` continues from the newest."""
     _logging(verbose)
     cfg = _config(config, overrides)
     from rl.gyms import GymError
     from rl.trainer import train as run
 
-    try:
-        resuming = True if resume == "latest" else (resume or False)
-        result = run(cfg, resume=resuming, progress_every_s=progress_every)
-    except GymError as exc:  # a row of a gym's data file, read once training is set up
-        _fail(str(exc))
+    with stop_on_signals() as stop:
+        try:
+            resuming = True if resume == "latest" else (resume or False)
+            result = run(cfg, resume=resuming, progress_every_s=progress_every)
+        except GymError as exc:  # a row of a gym's data file, read once training is set up
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _stopped(stop, "complete checkpoints are kept; continue with --resume latest")
     console.print_json(json.dumps(result))
 
 
@@ -92,7 +105,9 @@ def evaluate(
         DEFAULT_EVERY_S, envvar=EVERY_ENV, min=0.01, help=PROGRESS_HELP
     ),
 ) -> None:
-    """pass@k per gym on held-out tasks, as a table and JSON (last line of stdout)."""
+    """pass@k per gym on held-out tasks, as a table and JSON (last line of stdout).
+
+    Ctrl-C or SIGTERM stops it within seconds (exit 130/143), writing nothing."""
     _logging(verbose)
     cfg = _config(config, overrides)
     if not checkpoint.is_dir():
@@ -106,10 +121,13 @@ def evaluate(
     from rl.evaluate import evaluate as run
     from rl.gyms import GymError
 
-    try:
-        results = run(cfg, checkpoint, ks, samples, progress_every_s=progress_every)
-    except GymError as exc:
-        _fail(str(exc))
+    with stop_on_signals() as stop:
+        try:
+            results = run(cfg, checkpoint, ks, samples, progress_every_s=progress_every)
+        except GymError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _stopped(stop, "nothing was written")
     table = Table(title=f"pass@k on held-out tasks: {checkpoint}")
     for column in ["gym", "tasks", "samples", *(f"pass@{x}" for x in ks), "mean score"]:
         table.add_column(column, justify="left" if column == "gym" else "right")

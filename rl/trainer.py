@@ -12,6 +12,7 @@ server and the Docker sandbox, started only if a gym asks for them.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -260,19 +261,37 @@ def build(
     return trainer
 
 
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest complete ``checkpoint-N`` in ``output_dir``, or None.
+
+    A checkpoint is complete once its ``trainer_state.json``, which the trainer writes
+    last, reads back: a run stopped while saving leaves a newer, partial one behind.
+    """
+    found = []
+    for path in Path(output_dir).glob("checkpoint-*"):
+        step = path.name.removeprefix("checkpoint-")
+        with contextlib.suppress(OSError, ValueError):
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+            found.append((int(step), path))
+    return max(found)[1] if found else None
+
+
 def train(
     config: TrainConfig,
     *,
     resume: str | bool = False,
     progress_every_s: float = DEFAULT_EVERY_S,
 ) -> dict[str, Any]:
-    """Train (or resume: ``True`` for the latest checkpoint, or a checkpoint path)."""
+    """Train (or resume: ``True`` for the latest complete checkpoint, or a checkpoint path)."""
     out = Path(config.output_dir)
+    checkpoint = latest_checkpoint(out) if resume is True else (resume or None)
+    if resume is True and checkpoint is None:
+        raise ValueError(f"--resume latest: no complete checkpoint in {out}")
     config.write(out)
     with Services(config) as services:
         trainer = build(config, services, progress_every_s=progress_every_s)
         try:
-            result = trainer.train(resume_from_checkpoint=resume or None)
+            result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         finally:
             for callback in trainer.callback_handler.callbacks:
                 if isinstance(callback, RichProgress):

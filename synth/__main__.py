@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llm import ConfigError
+from llm.interrupt import stop_on_signals
 from llm.progress import DEFAULT_EVERY_S, EVERY_ENV
 
 app = typer.Typer(
@@ -34,7 +35,10 @@ def run(
         help="Seconds between progress lines when output is not a terminal (CI, a log file).",
     ),
 ) -> None:
-    """Run (or resume) a job: tools → agents → tasks → trajectories → judge → dataset."""
+    """Run (or resume) a job: tools → agents → tasks → trajectories → judge → dataset.
+
+    Ctrl-C or SIGTERM stops it within seconds (exit 130/143), keeping what is finished:
+    run the same command again to resume."""
     from synth.config import load_config
     from synth.pipeline import run as run_job
     from synth.tools import TaskError
@@ -42,11 +46,21 @@ def run(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if output_dir is not None:
         overrides = [*overrides, f"output_dir={output_dir}"]
-    try:
-        job = load_config(config, overrides, check_files=True)
-        manifest = run_job(job, console=err, progress_every_s=progress_every)
-    except (ConfigError, TaskError) as exc:
-        _fail(str(exc))
+    with stop_on_signals() as stop:
+        try:
+            job = load_config(config, overrides, check_files=True)
+            manifest = run_job(job, console=err, progress_every_s=progress_every)
+        except (ConfigError, TaskError) as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:  # Ray hands a signal back as a plain KeyboardInterrupt
+            err.print(
+                f"stopped by {stop.name}: finished records are kept; run the same command "
+                "again to resume",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(stop.exit_code) from None
     summary(manifest, job.output_dir)
 
 

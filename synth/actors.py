@@ -28,9 +28,14 @@ from synth.worker import Worker, WorkerSettings
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
+CLOSE_S = 5.0
+"""How long the actors get to close their clients and sandboxes before they are killed."""
 
 
-@ray.remote(max_restarts=-1, max_task_retries=-1)
+# Ray's overloads for @ray.remote do not list concurrency_groups, which it accepts.
+@ray.remote(  # type: ignore[call-overload]
+    max_restarts=-1, max_task_retries=-1, concurrency_groups={"control": 1}
+)
 class SynthActor:
     """One worker; every method is a stage call (see :class:`synth.worker.Worker`)."""
 
@@ -49,6 +54,10 @@ class SynthActor:
 
     def pid(self) -> int:
         return os.getpid()
+
+    @ray.method(concurrency_group="control")  # not queued behind busy stage calls
+    async def close(self) -> None:
+        await self.worker.aclose()
 
 
 def split_limits(endpoints: dict[str, Endpoint], actors: int) -> dict[str, Endpoint]:
@@ -85,8 +94,14 @@ class ActorPool:
         self._load[index] -= 1
 
     def shutdown(self) -> None:
-        for actor in self.actors:
-            ray.kill(actor, no_restart=True)
+        """Let the actors close their clients and sandboxes (``CLOSE_S`` at most), then
+        kill them."""
+        try:
+            closing = [actor.close.remote() for actor in self.actors]
+            ray.wait(closing, num_returns=len(closing), timeout=CLOSE_S)
+        finally:
+            for actor in self.actors:
+                ray.kill(actor, no_restart=True)
 
 
 def stream(

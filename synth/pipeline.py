@@ -2,10 +2,11 @@
 
 tools → agents → tasks → roll-out + judge → shards → manifest, RL prompts, report. The
 agents and tasks stages are checkpointed as JSONL once complete; the roll-out stage
-writes a parquet shard every ``shard_size`` records (and every 30 s), so an interrupted
-run loses at most the unwritten records, which the resubmitted run redoes — ids are
-deterministic, and a task already in a shard is never played again. A run directory
-is bound to its config's hash: resuming under a different config is refused.
+writes a parquet shard every ``shard_size`` records (and every 30 s), and the records it
+holds when stopped (Ctrl-C, SIGTERM, a failure), so an interrupted run loses only the
+tasks in flight, which the resubmitted run redoes — ids are deterministic, and a task
+already in a shard is never played again. A run directory is bound to its config's
+hash: resuming under a different config is refused.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from llm import ChatClient, Endpoint, LLMError, Message
+from llm.interrupt import keeping_sigterm_handler, signals_held
 from llm.progress import DEFAULT_EVERY_S, StageProgress
 from synth.actors import ActorPool, stream
 from synth.agents import ToolSource, plan_agents
@@ -32,7 +34,7 @@ from synth.config import ROLES, SynthConfig
 from synth.manifest import add_usage, build_manifest, export_rl_prompts
 from synth.rollout import Limits
 from synth.schema import AgentSpec, Record, TaskSpec
-from synth.store import RunStore
+from synth.store import RunStore, atomic_write
 from synth.tools import TaskError, build_tools
 from synth.worker import WorkerSettings
 
@@ -60,23 +62,23 @@ def run(
         asyncio.run(preflight(endpoints))
         if config.environment_mix.docker > 0:
             _sandbox_ready(console)
-        _init_ray(config)
-        pool = ActorPool(
-            endpoints,
-            settings(config),
-            actors=config.ray.actors,
-            tasks_per_actor=config.ray.tasks_per_actor,
-            num_cpus=config.ray.actor_cpus,
-        )
-        try:
-            with _progress(console, progress_every_s) as progress:
-                source = asyncio.run(_tools(config, endpoints["generator"]))
-                stages = store.load_json("stages.json") or {}
-                agents = _agents(config, store, pool, source, stages, progress)
-                tasks = _tasks(config, store, pool, agents, stages, progress)
-                _rollouts(config, store, pool, agents, tasks, progress)
-        finally:
-            pool.shutdown()
+        with _ray(config):
+            pool = ActorPool(
+                endpoints,
+                settings(config),
+                actors=config.ray.actors,
+                tasks_per_actor=config.ray.tasks_per_actor,
+                num_cpus=config.ray.actor_cpus,
+            )
+            try:
+                with _progress(console, progress_every_s) as progress:
+                    source = asyncio.run(_tools(config, endpoints["generator"]))
+                    stages = store.load_json("stages.json") or {}
+                    agents = _agents(config, store, pool, source, stages, progress)
+                    tasks = _tasks(config, store, pool, agents, stages, progress)
+                    _rollouts(config, store, pool, agents, tasks, progress)
+            finally:
+                pool.shutdown()
         export_rl_prompts(store, agents, tasks)
         manifest = build_manifest(
             store,
@@ -239,16 +241,29 @@ def _rollouts(
         )
 
     items = ((t.id, (t, by_agent[t.agent_id])) for t in todo)
-    for _, record in stream(pool, "run_task", items, failed):
-        buffer.append(record)
-        accepted += record.outcome == "accepted"
-        finished += 1
-        progress.update(bar, advance=1, description=f"trajectories ({accepted}/{finished} kept)")
-        if len(buffer) >= config.shard_size or time.monotonic() - last_flush > FLUSH_EVERY_S:
-            store.write_shard(buffer)
-            buffer, last_flush = [], time.monotonic()
-    if buffer:
-        store.write_shard(buffer)
+    try:
+        for _, record in stream(pool, "run_task", items, failed):
+            buffer.append(record)
+            accepted += record.outcome == "accepted"
+            finished += 1
+            progress.update(
+                bar, advance=1, description=f"trajectories ({accepted}/{finished} kept)"
+            )
+            if len(buffer) >= config.shard_size or time.monotonic() - last_flush > FLUSH_EVERY_S:
+                full, buffer, last_flush = buffer, [], time.monotonic()
+                _write(store, full)
+    finally:
+        # Finished records are kept however the loop ends (a stop, a lost node); a write
+        # that failed is not tried again (its records are redone on resume).
+        if buffer:
+            _write(store, buffer)
+
+
+def _write(store: RunStore, records: list[Record]) -> None:
+    """A shard pair (accepted, rejected) that a stop cannot cut in half: a record in one
+    file and redone from the other would be doubled."""
+    with signals_held():
+        store.write_shard(records)
 
 
 # --------------------------------------------------------------------- helpers
@@ -262,9 +277,8 @@ def _bind(store: RunStore, config: SynthConfig) -> None:
             f"this one {digest}); choose another output_dir or delete it"
         )
     store.root.mkdir(parents=True, exist_ok=True)
-    (store.root / "config.yaml").write_text(
-        yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
-    )
+    resolved = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    atomic_write(store.root / "config.yaml", resolved.encode())
     runs = (state or {}).get("starts", 0) + 1
     store.save_json("run.json", {"config_hash": digest, "starts": runs})
 
@@ -273,14 +287,22 @@ _MULTI_NODE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 """Ray's switch for multi-node clusters, by the name Ray 2.60 gives it."""
 
 
-def _init_ray(config: SynthConfig) -> None:
+@contextlib.contextmanager
+def _ray(config: SynthConfig) -> Iterator[None]:
+    """Ray for the job: the caller's when already initialised (left running), else a
+    cluster joined or started here and shut down on the way out, however it is left."""
     if ray.is_initialized():
+        yield
         return
     address = config.ray.address or os.environ.get("RAY_ADDRESS")
-    if address and address != "local":
-        ray.init(address=address, log_to_driver=False)
-        return
-    start_local_ray(config.ray.num_cpus or max(2, os.cpu_count() or 2))
+    try:
+        if address and address != "local":
+            keeping_sigterm_handler(lambda: ray.init(address=address, log_to_driver=False))
+        else:
+            start_local_ray(config.ray.num_cpus or max(2, os.cpu_count() or 2))
+        yield
+    finally:
+        ray.shutdown()
 
 
 def start_local_ray(num_cpus: int) -> None:
@@ -301,12 +323,14 @@ def start_local_ray(num_cpus: int) -> None:
     os.environ[variable] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        ray.init(
-            address="local",
-            num_cpus=num_cpus,
-            include_dashboard=False,
-            log_to_driver=False,
-            _node_ip_address="127.0.0.1",
+        keeping_sigterm_handler(
+            lambda: ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                _node_ip_address="127.0.0.1",
+            )
         )
     finally:
         if saved[0] is None:

@@ -1,0 +1,96 @@
+"""How ``python -m synth run`` ends when it cannot finish: stopped by Ctrl-C or SIGTERM.
+It ends with one line and an exit status that says so, leaves no process behind, and a
+rerun of the same command finishes exact.
+
+Real processes and a real local Ray cluster (127.0.0.1) against the scripted world. The
+world holds every request once the judge has answered twice (``held_after``), so the job
+stands still mid-stage while the test acts on it: no race decides the outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llm.testing import ScriptedEndpoint
+from synth.store import RunStore
+from synth.testing import ScriptedWorld
+
+from .conftest import assert_exact, held_after, job_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+FINISHED = r"trajectories \(\d+/(\d+) kept\)"
+"""A progress line's count of finished trajectories (the driver holds their records)."""
+TICK = ("--progress-every", "0.1")
+
+
+def finished(at_least: int) -> Callable[[re.Match[str]], bool]:
+    return lambda match: int(match[1]) >= at_least
+
+
+@contextlib.contextmanager
+def standing_still(
+    start: Callable[..., Any], out: Path, **changes: object
+) -> Iterator[tuple[Any, threading.Event, dict[str, object]]]:
+    """The job of ``job_config(out, ..., **changes)``, once it stands still mid-stage with
+    two finished trajectories in hand (the world holds every request after two judge
+    answers); yields the job, the gate that lets it go on, and its config."""
+    gate = threading.Event()
+    with ScriptedEndpoint(held_after(ScriptedWorld(), 2, gate), latency_s=0.05) as server:
+        try:
+            config = job_config(out, server.url, **changes)
+            job = start(config, *TICK)
+            job.wait_for(FINISHED, until=finished(2))
+            yield job, gate, config
+        finally:
+            gate.set()
+
+
+def assert_ended_cleanly(job: Any, status: int, last_line: str) -> None:
+    """``status``, a last line that starts with ``last_line``, no traceback, no process
+    left behind."""
+    assert job.finish() == status, job.stderr[-4000:]
+    assert job.last_line().startswith(last_line), job.last_line()
+    assert "Traceback" not in job.stderr
+    assert not job.leftovers()
+
+
+def temporary_files(out: Path) -> list[Path]:
+    return [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def assert_resumes_exact(start: Callable[..., Any], config: dict, gate: threading.Event) -> None:
+    """The same command, run again with the world no longer held, ends exact."""
+    gate.set()
+    rerun = start(config)
+    assert rerun.finish() == 0, rerun.stderr[-4000:]
+    assert_exact(Path(str(config["output_dir"])), 16)
+
+
+@pytest.mark.parametrize(
+    ("signum", "whole_group"),
+    [(signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["ctrl-c-to-the-process-group", "sigterm-to-the-job"],
+)
+def test_a_stopped_job_keeps_what_it_finished_leaves_nothing_running_and_resumes(
+    tmp_path: Path, synth_jobs: Callable[..., Any], signum: int, whole_group: bool
+) -> None:
+    out = tmp_path / "out"
+    with standing_still(synth_jobs, out, shard_size=100) as (job, gate, config):  # no shard yet
+        seen = max(int(m[1]) for m in re.finditer(FINISHED, job.stderr))
+        if whole_group:  # what a terminal does on Ctrl-C
+            os.killpg(job.proc.pid, signum)
+        else:
+            job.proc.send_signal(signum)
+        assert_ended_cleanly(job, 128 + signum, f"stopped by {signal.Signals(signum).name}")
+        assert not temporary_files(out)
+        assert len(RunStore(out).done_ids()) >= seen
+        assert_resumes_exact(synth_jobs, config, gate)
