@@ -37,9 +37,11 @@ def run(
 ) -> None:
     """Run (or resume) a job: tools → agents → tasks → trajectories → judge → dataset.
 
-    Ctrl-C or SIGTERM stops it within seconds (exit 130/143), keeping what is finished:
-    run the same command again to resume."""
+    Ctrl-C or SIGTERM stops it within seconds, keeping what is finished: run the same
+    command again to resume. Exit status: 0 done (the manifest reconciles), 1 failed,
+    2 bad input, 130/143 stopped by SIGINT/SIGTERM."""
     from synth.config import load_config
+    from synth.pipeline import JobFailed
     from synth.pipeline import run as run_job
     from synth.tools import TaskError
 
@@ -52,6 +54,8 @@ def run(
             manifest = run_job(job, console=err, progress_every_s=progress_every)
         except (ConfigError, TaskError) as exc:
             _fail(str(exc))
+        except JobFailed as exc:
+            _fail(str(exc), code=1)
         except KeyboardInterrupt:  # Ray hands a signal back as a plain KeyboardInterrupt
             err.print(
                 f"stopped by {stop.name}: finished records are kept; run the same command "
@@ -107,10 +111,10 @@ def report(output_dir: Path = typer.Argument(..., help="A run's output directory
         _fail(f"{path}: not a run manifest: no {exc.args[0]!r} field")
 
 
-def _fail(message: str) -> NoReturn:
-    """One line on stderr (never wrapped, never read as markup), exit 2."""
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr (never wrapped, never read as markup), exit ``code`` (2: bad input)."""
     err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
 
 
 if __name__ == "__main__":

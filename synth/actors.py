@@ -10,6 +10,12 @@ memory stays flat however many tasks are queued (backpressure lives in the drive
 
 Each endpoint's concurrency limit is split across the actors (floor, at least one per
 actor), so all actors together never exceed it.
+
+A restarted actor's calls wait for a node to host it, for ever if none is left, so while
+no result comes back the driver looks at the cluster every ``WAIT_S`` seconds and raises
+:class:`ClusterLost` once a node has died and no live node can host an actor. An actor
+Ray gives up on (``ActorDiedError``: its node died) is replaced and its items go again,
+without counting against them: they did not fail, their actor did.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import ActorDiedError, RayError
 
 from llm import Endpoint
 from synth.schema import AgentSpec, TaskSpec
@@ -28,8 +34,14 @@ from synth.worker import Worker, WorkerSettings
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
+WAIT_S = 5.0
+"""How often the driver looks at the cluster while no result comes back."""
 CLOSE_S = 5.0
 """How long the actors get to close their clients and sandboxes before they are killed."""
+
+
+class ClusterLost(Exception):
+    """A Ray node died and no live node can host the actors: the job cannot go on."""
 
 
 # Ray's overloads for @ray.remote do not list concurrency_groups, which it accepts.
@@ -81,9 +93,13 @@ class ActorPool:
         shared = split_limits(endpoints, actors)
         options = {"max_concurrency": tasks_per_actor, "num_cpus": num_cpus}
         remote = SynthActor.options(**options)  # type: ignore[attr-defined]  # from @ray.remote
-        self.actors = [remote.remote(shared, settings) for _ in range(actors)]
+        self._spawn = lambda: remote.remote(shared, settings)
+        self.actors = [self._spawn() for _ in range(actors)]
         self.capacity = actors * tasks_per_actor
+        self.num_cpus = num_cpus
+        self.replaced = 0
         self._load = [0] * actors
+        self._nodes = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
 
     def submit(self, method: str, *args: Any) -> tuple[int, Any]:
         index = min(range(len(self.actors)), key=self._load.__getitem__)
@@ -92,6 +108,36 @@ class ActorPool:
 
     def done(self, index: int) -> None:
         self._load[index] -= 1
+
+    def replace(self, index: int, dead: Any) -> None:
+        """A new actor in place of ``dead``, one Ray gave up restarting (its node died, or
+        it was killed); nothing when that one was replaced already. Raises
+        :class:`ClusterLost` when the cluster cannot host actors any more."""
+        if self.actors[index] is not dead:
+            return
+        self.check_cluster()
+        self.replaced += 1
+        if self.replaced > MAX_ATTEMPTS * len(self.actors):
+            raise ClusterLost(f"{self.replaced} actors died for good; the cluster keeps none")
+        log.warning("actor %d died for good; starting another", index)
+        self.actors[index] = self._spawn()
+
+    def check_cluster(self) -> None:
+        """Raise :class:`ClusterLost` when a node alive at the start has died and no live
+        node has the CPUs of an actor (its calls would wait for ever)."""
+        try:
+            nodes = ray.nodes()
+        except Exception as exc:  # any failure to answer means the same here
+            raise ClusterLost(f"the Ray cluster does not answer: {exc}") from exc
+        alive = [n for n in nodes if n["Alive"]]
+        dead = self._nodes - {n["NodeID"] for n in alive}
+        cpus = max((n["Resources"].get("CPU", 0.0) for n in alive), default=0.0)
+        if dead and cpus < self.num_cpus:
+            names = ", ".join(sorted(d[:8] for d in dead))
+            raise ClusterLost(
+                f"Ray node {names} died and no live node has the {self.num_cpus:g} CPU "
+                "an actor needs"
+            )
 
     def shutdown(self) -> None:
         """Let the actors close their clients and sandboxes (``CLOSE_S`` at most), then
@@ -114,7 +160,12 @@ def stream(
     ``pool.capacity`` in flight. An item whose actor call fails ``MAX_ATTEMPTS`` times
     yields ``on_failure(key, error)`` instead."""
     queue = iter(items)
-    pending: dict[Any, tuple[str, tuple[Any, ...], int, int]] = {}
+    pending: dict[Any, tuple[str, tuple[Any, ...], int, int, Any]] = {}
+
+    def submit(key: str, args: tuple[Any, ...], attempt: int) -> None:
+        index, ref = pool.submit(method, *args)
+        pending[ref] = (key, args, index, attempt, pool.actors[index])
+
     exhausted = False
     while pending or not exhausted:
         while not exhausted and len(pending) < pool.capacity:
@@ -122,21 +173,25 @@ def stream(
             if item is None:
                 exhausted = True
                 break
-            key, args = item
-            index, ref = pool.submit(method, *args)
-            pending[ref] = (key, args, index, 1)
+            submit(*item, 1)
         if not pending:
             break
-        ready, _ = ray.wait(list(pending), num_returns=1)
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_S)
+        if not ready:
+            pool.check_cluster()
+            continue
         ref = ready[0]
-        key, args, index, attempt = pending.pop(ref)
+        key, args, index, attempt, actor = pending.pop(ref)
         pool.done(index)
         try:
             yield key, ray.get(ref)
+        except ActorDiedError:  # the actor's loss, not this item's: it goes again
+            pool.replace(index, actor)
+            submit(key, args, attempt)
         except RayError as exc:
+            pool.check_cluster()  # a lost node is the job's failure, not this item's
             if attempt >= MAX_ATTEMPTS:
                 yield key, on_failure(key, f"{type(exc).__name__}: {exc}"[:500])
                 continue
             log.warning("retrying %s after %s", key, type(exc).__name__)
-            index, retry = pool.submit(method, *args)
-            pending[retry] = (key, args, index, attempt + 1)
+            submit(key, args, attempt + 1)

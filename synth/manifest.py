@@ -97,6 +97,35 @@ def build_manifest(
     }
 
 
+FAILURES = frozenset({"worker_error", "rollout_error", "judge_error"})
+"""Reject reasons that say a task could not be done, not that it was done and found wanting."""
+
+
+def shortfall(manifest: dict[str, Any]) -> str | None:
+    """Why a finished job did not do what it was asked, in one line; None when it did.
+
+    It did when the manifest reconciles and at least one task came to a real outcome
+    (accepted, or rejected on its merits): a job whose every task failed, or that had no
+    task at all, did nothing, whatever it wrote.
+    """
+    counts = manifest["counts"]
+    if not counts["tasks"]:
+        return (
+            f"no task was generated for the {counts['agents']} agents "
+            f"({counts['task_generation_failed']} task-generation failures in stages.json)"
+        )
+    if not manifest["reconciled"]:
+        return (
+            f"the dataset does not reconcile: {counts['trajectories']} records for "
+            f"{counts['tasks']} tasks, {manifest['duplicates']} duplicate ids"
+        )
+    failed = {r: n for r, n in manifest["rejected_by_reason"].items() if r in FAILURES}
+    if sum(failed.values()) == counts["trajectories"]:
+        why = ", ".join(f"{reason}: {n}" for reason, n in failed.items())
+        return f"every one of the {counts['tasks']} tasks failed ({why})"
+    return None
+
+
 def export_rl_prompts(store: RunStore, agents: list[AgentSpec], tasks: list[TaskSpec]) -> Path:
     """``rl_prompts.parquet``: one row per task — the prompt messages, the task, its tools."""
     by_id = {a.id: a for a in agents}

@@ -7,12 +7,17 @@ holds when stopped (Ctrl-C, SIGTERM, a failure), so an interrupted run loses onl
 tasks in flight, which the resubmitted run redoes — ids are deterministic, and a task
 already in a shard is never played again. A run directory is bound to its config's
 hash: resuming under a different config is refused.
+
+A job that cannot do what it was asked raises :class:`JobFailed` with a one-line reason
+(a full disk, a lost Ray node, every task failed, counts that do not reconcile); the
+directory stays resumable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import time
@@ -28,10 +33,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from llm import ChatClient, Endpoint, LLMError, Message
 from llm.interrupt import keeping_sigterm_handler, signals_held
 from llm.progress import DEFAULT_EVERY_S, StageProgress
-from synth.actors import ActorPool, stream
+from synth.actors import ActorPool, ClusterLost, stream
 from synth.agents import ToolSource, plan_agents
 from synth.config import ROLES, SynthConfig
-from synth.manifest import add_usage, build_manifest, export_rl_prompts
+from synth.manifest import add_usage, build_manifest, export_rl_prompts, shortfall
 from synth.rollout import Limits
 from synth.schema import AgentSpec, Record, TaskSpec
 from synth.store import RunStore, atomic_write
@@ -43,6 +48,10 @@ FLUSH_EVERY_S = 30.0
 EMBEDDED_URL_ENV = "SUMMIT_EMBEDDED_URL"
 
 
+class JobFailed(Exception):
+    """The job could not do what it was asked; the message says why, in one line."""
+
+
 def run(
     config: SynthConfig,
     *,
@@ -51,11 +60,32 @@ def run(
 ) -> dict[str, Any]:
     """Run (or resume) the job described by ``config``; returns the manifest.
 
+    Raises :class:`JobFailed` when it cannot finish or finishes having failed every task;
     ``progress_every_s`` is the interval of progress lines when ``console`` is not a
     terminal.
     """
     console = console or Console(stderr=True)
     store = RunStore(config.output_dir)
+    try:
+        manifest = _run(config, store, console, progress_every_s)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise JobFailed(
+            f"no space left on the device writing {exc.filename}; nothing half-written "
+            "was kept: free some space and run the same command again to resume"
+        ) from exc
+    except ClusterLost as exc:
+        raise JobFailed(f"{exc}; run the same command again to resume") from exc
+    problem = shortfall(manifest)
+    if problem is not None:
+        raise JobFailed(f"{problem} (see {store.root / 'manifest.json'})")
+    return manifest
+
+
+def _run(
+    config: SynthConfig, store: RunStore, console: Console, progress_every_s: float
+) -> dict[str, Any]:
     _bind(store, config)
     with _embedded_if_needed(config, console):
         endpoints: dict[str, Endpoint] = {role: config.endpoint(role) for role in ROLES}
@@ -206,7 +236,8 @@ def _tasks(
     tasks = [t for a in agents for t in made[a.id]]
     stages["tasks"] = {"failures": failures, "usage": usage}
     store.save_json("stages.json", stages)
-    store.save_models("tasks.jsonl", tasks)
+    if tasks:  # no checkpoint of nothing: a rerun tries again
+        store.save_models("tasks.jsonl", tasks)
     return tasks
 
 

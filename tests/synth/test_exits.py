@@ -1,6 +1,6 @@
-"""How ``python -m synth run`` ends when it cannot finish: stopped by Ctrl-C or SIGTERM.
-It ends with one line and an exit status that says so, leaves no process behind, and a
-rerun of the same command finishes exact.
+"""How ``python -m synth run`` ends when it cannot finish: stopped by Ctrl-C or SIGTERM, a
+full disk, a lost Ray node, every task failed. Each ends with one line and an exit status
+that says so, leaves no process behind, and a rerun of the same command finishes exact.
 
 Real processes and a real local Ray cluster (127.0.0.1) against the scripted world. The
 world holds every request once the judge has answered twice (``held_after``), so the job
@@ -10,17 +10,20 @@ stands still mid-stage while the test acts on it: no race decides the outcome.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import signal
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
-from llm.testing import ScriptedEndpoint
+from llm.testing import Reply, ScriptedEndpoint
 from synth.store import RunStore
 from synth.testing import ScriptedWorld
 
@@ -94,3 +97,79 @@ def test_a_stopped_job_keeps_what_it_finished_leaves_nothing_running_and_resumes
         assert not temporary_files(out)
         assert len(RunStore(out).done_ids()) >= seen
         assert_resumes_exact(synth_jobs, config, gate)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs: a disk the test can fill without filling the machine's."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {made.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    """Write zeros to ``disk`` until it has no space left."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_a_full_disk_fails_in_one_line_leaves_no_temporary_files_and_resumes(
+    synth_jobs: Callable[..., Any], small_disk: Path
+) -> None:
+    out = small_disk / "out"
+    with standing_still(synth_jobs, out) as (job, gate, config):
+        filler = fill(small_disk)
+        gate.set()  # the next shard has no room
+        assert_ended_cleanly(job, 1, "error: no space left on the device writing")
+        assert not temporary_files(out)
+        filler.unlink()
+        assert_resumes_exact(synth_jobs, config, gate)
+
+
+def test_a_job_whose_ray_node_died_fails_in_one_line_and_resumes(
+    tmp_path: Path, synth_jobs: Callable[..., Any]
+) -> None:
+    with standing_still(synth_jobs, tmp_path / "out") as (job, gate, config):
+        node = [
+            p
+            for p in psutil.Process(job.proc.pid).children(recursive=True)
+            if p.name() == "raylet" or "SynthActor" in " ".join(p.cmdline())
+        ]
+        assert len(node) == 3, node  # the raylet and the two actors
+        for proc in node:
+            proc.kill()
+        assert_ended_cleanly(job, 1, "error: Ray node ")
+        assert re.match(r"error: Ray node \w+ died", job.last_line()), job.last_line()
+        assert_resumes_exact(synth_jobs, config, gate)
+
+
+def test_a_job_whose_every_task_failed_exits_non_zero_in_one_line(
+    tmp_path: Path, synth_jobs: Callable[..., Any]
+) -> None:
+    world = ScriptedWorld()
+
+    def judge_speaks_nonsense(request: dict) -> Reply:
+        reply = world(request)
+        schema = (request.get("response_format") or {}).get("json_schema") or {}
+        return Reply(content="no verdict today") if schema.get("name") == "JudgeAnswer" else reply
+
+    with ScriptedEndpoint(judge_speaks_nonsense) as server:
+        mix = {"simulated": 1.0, "executable": 0.0, "docker": 0.0}  # every task is judged
+        job = synth_jobs(job_config(tmp_path / "out", server.url, environment_mix=mix))
+        assert_ended_cleanly(job, 1, "error: every one of the 16 tasks failed (judge_error: 16)")
