@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -71,11 +74,30 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _stop_cluster(temp: str) -> None:
+    """Stop the cluster whose processes name ``temp``, its workers with it (``ray stop``
+    would stop every cluster on the machine, other people's included)."""
+    heads = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if temp in " ".join(proc.info["cmdline"] or []):
+            heads.append(proc)
+    family = list(heads)
+    for proc in heads:
+        with contextlib.suppress(psutil.Error):
+            family += proc.children(recursive=True)
+    for proc in family:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(family, timeout=60)
+    shutil.rmtree(temp, ignore_errors=True)
+
+
 @pytest.fixture
 def ray_cluster(tmp_path: Path) -> Iterator[str]:
     """A real head node on 127.0.0.1 with its job server; yields the job server address."""
     dashboard = _free_port()
     env = {**os.environ, **LOOPBACK}
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths live here
     subprocess.run(
         [
             RAY,
@@ -94,6 +116,8 @@ def ray_cluster(tmp_path: Path) -> Iterator[str]:
             "--include-dashboard",
             "true",
             "--disable-usage-stats",
+            "--temp-dir",
+            temp,
         ],
         check=True,
         capture_output=True,
@@ -103,7 +127,7 @@ def ray_cluster(tmp_path: Path) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{dashboard}"
     finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=120)
+        _stop_cluster(temp)
 
 
 def _ray(*args: str, address: str) -> subprocess.CompletedProcess[str]:
