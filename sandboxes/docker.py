@@ -417,13 +417,42 @@ class _Channel:
             self.socket.close()
 
 
+def remove_containers(labels: dict[str, str]) -> int:
+    """Force-remove every sandbox container carrying ``labels``; how many were removed.
+
+    For a job's clean-up after its workers are gone: a worker killed by a signal, the
+    kernel or a lost node never closes its pool. No engine, nothing to remove: 0.
+    """
+    try:
+        client = docker.from_env(timeout=30)
+        filters = {"label": ["summit=sandbox", *(f"{k}={v}" for k, v in labels.items())]}
+        containers = client.containers.list(all=True, filters=filters)
+    except (DockerException, OSError):
+        return 0
+    removed = 0
+    for container in containers:
+        with contextlib.suppress(DockerException, OSError):
+            container.remove(force=True)
+            removed += 1
+    return removed
+
+
 class DockerSandbox:
     """A warm pool of hardened containers. Use as a context manager; thread-safe."""
 
     def __init__(
-        self, image: str = IMAGE, *, pool_size: int = 2, limits: Limits = Limits()
+        self,
+        image: str = IMAGE,
+        *,
+        pool_size: int = 2,
+        limits: Limits = Limits(),
+        labels: dict[str, str] | None = None,
     ) -> None:
+        """``labels`` go on every container beside ``summit=sandbox``, so that whoever
+        started the sandbox can find its containers again (:func:`remove_containers`)
+        even when the process that owned the pool died without closing it."""
         self.image, self.limits, self.pool_size = image, limits, pool_size
+        self.labels = {"summit": "sandbox", **(labels or {})}
         self.client = engine()
         try:
             self.client.images.get(image)
@@ -480,7 +509,7 @@ class DockerSandbox:
                 working_dir=WORKDIR,
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
-                labels={"summit": "sandbox"},
+                labels=self.labels,
             )
             container.start()
             channel = _Channel(container)

@@ -21,6 +21,7 @@ import errno
 import logging
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,10 +93,11 @@ def _run(
         asyncio.run(preflight(endpoints))
         if config.environment_mix.docker > 0:
             _sandbox_ready(console)
-        with _ray(config):
+        run_id = uuid.uuid4().hex[:12]
+        with _ray(config), _sandboxes_swept(config, run_id):
             pool = ActorPool(
                 endpoints,
-                settings(config),
+                settings(config, run_id),
                 actors=config.ray.actors,
                 tasks_per_actor=config.ray.tasks_per_actor,
                 num_cpus=config.ray.actor_cpus,
@@ -127,7 +129,7 @@ def _run(
     return manifest
 
 
-def settings(config: SynthConfig) -> WorkerSettings:
+def settings(config: SynthConfig, run_id: str = "") -> WorkerSettings:
     r, j = config.rollout, config.judge
     return WorkerSettings(
         seed=config.seed,
@@ -141,6 +143,7 @@ def settings(config: SynthConfig) -> WorkerSettings:
         judge_reasoning_chars=j.reasoning_chars,
         tasks_per_agent=config.tasks.per_agent,
         difficulties=tuple(config.tasks.difficulties),
+        sandbox_labels={"summit.run": run_id} if run_id else {},
     )
 
 
@@ -370,6 +373,21 @@ def start_local_ray(num_cpus: int) -> None:
             os.environ[variable] = saved[0]
         if saved[1] is not None:
             ray_constants.ENABLE_RAY_CLUSTER = saved[1]
+
+
+@contextlib.contextmanager
+def _sandboxes_swept(config: SynthConfig, run_id: str) -> Iterator[None]:
+    """Remove this run's sandbox containers once its workers are gone, however it ended:
+    a worker that died (signal, OOM, lost node) never closed its pool."""
+    try:
+        yield
+    finally:
+        if config.environment_mix.docker > 0:
+            from sandboxes.docker import remove_containers
+
+            left = remove_containers({"summit.run": run_id})
+            if left:
+                log.info("removed %d sandbox containers a worker left behind", left)
 
 
 @contextlib.contextmanager

@@ -46,6 +46,8 @@ class WorkerSettings:
     tasks_per_agent: int = 3
     difficulties: tuple[Difficulty, ...] = ("single", "multi_step", "clarify")
     sandbox_pool: int = 2
+    sandbox_labels: dict[str, str] = field(default_factory=dict)
+    """Put on this job's sandbox containers, so the driver can sweep them when it stops."""
 
 
 class Worker:
@@ -124,7 +126,9 @@ class Worker:
         if self._box is None:
             from sandboxes.docker import DockerSandbox
 
-            self._box = DockerSandbox(pool_size=self.settings.sandbox_pool)
+            self._box = DockerSandbox(
+                pool_size=self.settings.sandbox_pool, labels=self.settings.sandbox_labels
+            )
         return self._box
 
     def usage_delta(self) -> dict[str, dict[str, float]]:

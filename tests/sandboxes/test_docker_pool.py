@@ -288,3 +288,19 @@ def test_the_pool_heals_after_the_engine_refuses_a_replacement(sandbox_image: st
         results = run_programs(box, ["print('healed')"] * 4)
         assert [r.stdout for r in results] == ["healed\n"] * 4
         assert len(box._live) == 2
+
+
+def test_a_pool_its_owner_never_closed_is_swept_by_its_label(sandbox_image: str) -> None:
+    from sandboxes.docker import remove_containers
+
+    label = {"summit.run": "sweep-test"}
+    box = DockerSandbox(sandbox_image, pool_size=2, labels=label)  # its owner "dies" here
+    other = DockerSandbox(sandbox_image, pool_size=1, labels={"summit.run": "another-run"})
+    try:
+        assert remove_containers(label) == 2
+        assert remove_containers(label) == 0  # nothing of that run is left
+        # another run's containers are not touched, and still run programs
+        assert other.run({"main.py": "print('still here')"}, MAIN).stdout == "still here\n"
+    finally:
+        other.close()
+        box.close()
