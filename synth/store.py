@@ -19,10 +19,7 @@ in exactly one shard or redone. Counts in the manifest are read back from the sh
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
+from llm.files import atomic_write
 from synth.schema import Record
 
 M = TypeVar("M", bound=BaseModel)
@@ -57,28 +55,6 @@ SCHEMA = pa.schema(
         *((name, _TEXT) for name in ("tools", "verdict", "usage", "trajectory_meta")),
     ]
 )
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """``path`` holds ``data`` whole, or is as it was: written beside it, synced, renamed.
-
-    A failed write (a full disk, an interrupt) removes its temporary file and raises; an
-    ``OSError`` names ``path``.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename is None:
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
-        raise
 
 
 class RunStore:

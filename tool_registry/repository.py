@@ -13,9 +13,7 @@ rather than making the whole file unloadable; a file that is no repository at al
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from llm.files import atomic_write
 from llm.yamlconf import YamlConfigError, error_message, format_loc, read_bytes
 from tool_registry.spec import ToolSpec
 
@@ -129,13 +128,11 @@ class ToolRepository:
     def save(self, path: str | Path) -> Path:
         """Write JSONL atomically (a crash mid-write leaves the old file intact)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for spec in sorted(self._by_id.values(), key=lambda s: s.id):
-                data = spec.model_dump(mode="json", exclude={"id"})
-                handle.write(json.dumps(data, allow_nan=False) + "\n")
-        os.replace(tmp, path)
+        lines = (
+            json.dumps(spec.model_dump(mode="json", exclude={"id"}), allow_nan=False) + "\n"
+            for spec in sorted(self._by_id.values(), key=lambda s: s.id)
+        )
+        atomic_write(path, "".join(lines).encode())
         return path
 
     @classmethod

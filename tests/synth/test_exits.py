@@ -10,11 +10,9 @@ stands still mid-stage while the test acts on it: no race decides the outcome.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import signal
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +25,7 @@ from llm.testing import Reply, ScriptedEndpoint
 from synth.store import RunStore
 from synth.testing import ScriptedWorld
 
+from ..conftest import fill
 from .conftest import assert_exact, held_after, job_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -97,36 +96,6 @@ def test_a_stopped_job_keeps_what_it_finished_leaves_nothing_running_and_resumes
         assert not temporary_files(out)
         assert len(RunStore(out).done_ids()) >= seen
         assert_resumes_exact(synth_jobs, config, gate)
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 16 MiB tmpfs: a disk the test can fill without filling the machine's."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True
-    )
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {made.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
-
-
-def fill(disk: Path) -> Path:
-    """Write zeros to ``disk`` until it has no space left."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:
-        while True:
-            os.write(fd, b"\0" * 65536)
-    except OSError as exc:
-        assert exc.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
-    return filler
 
 
 def test_a_full_disk_fails_in_one_line_leaves_no_temporary_files_and_resumes(

@@ -112,3 +112,19 @@ def test_save_load_and_datasets_can_read_it(tmp_path: Path) -> None:
     assert {s.id for s in again} == {s.id for s in repo}
     loaded = datasets.load_dataset("json", data_files=str(path), split="train")
     assert sorted(loaded["name"]) == ["get_weather", "x"]
+
+
+def test_saving_to_a_full_disk_keeps_the_old_file_and_leaves_no_temporary_file(
+    small_disk: Path,
+) -> None:
+    from ..conftest import fill
+
+    path = small_disk / "tools.jsonl"
+    ToolRepository([ToolSpec(name="old_tool", description="kept")]).save(path)
+    before = path.read_bytes()
+    fill(small_disk)
+    many = ToolRepository([ToolSpec(name=f"tool_{i}", description="x" * 2000) for i in range(50)])
+    with pytest.raises(OSError, match=r"tools\.jsonl"):
+        many.save(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "tools.jsonl"]
