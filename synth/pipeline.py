@@ -302,8 +302,14 @@ def _write(store: RunStore, records: list[Record]) -> None:
 
 # --------------------------------------------------------------------- helpers
 def _bind(store: RunStore, config: SynthConfig) -> None:
-    """Tie the directory to this config (refuse another), record the resolved config."""
+    """Tie the directory to this config (refuse another), record the resolved config.
+
+    Every state file a resumed run reads is read here first, so an unreadable one fails
+    the job in one line before a model, Ray or a container starts."""
     state = store.load_json("run.json")
+    store.load_json("stages.json")
+    store.load_models("agents.jsonl", AgentSpec)
+    store.load_models("tasks.jsonl", TaskSpec)
     digest = config.content_hash()
     if state is not None and state.get("config_hash") != digest:
         raise TaskError(

@@ -26,8 +26,9 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from llm import ConfigError
 from llm.files import atomic_write
 from synth.schema import Record
 
@@ -57,6 +58,17 @@ SCHEMA = pa.schema(
 )
 
 
+class RunStateError(ConfigError):
+    """A file of a run directory is unreadable (edited by hand, cut short by an old
+    version): one line naming it and what to do, instead of a traceback on resume."""
+
+
+def _unreadable(path: Path, line: int, why: str) -> RunStateError:
+    return RunStateError(
+        f"{path}:{line}: {why}; delete it to redo its stage, or choose another output_dir"
+    )
+
+
 class RunStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -74,11 +86,17 @@ class RunStore:
         path = self.root / name
         if not path.exists():
             return None
-        return [
-            model.model_validate_json(line)
-            for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip()
-        ]
+        models = []
+        for number, line in enumerate(_text(path).splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                models.append(model.model_validate_json(line))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "(line)"
+                raise _unreadable(path, number, f"{where}: {first['msg']}") from None
+        return models
 
     def save_json(self, name: str, data: Any) -> Path:
         path = self.root / name
@@ -87,7 +105,12 @@ class RunStore:
 
     def load_json(self, name: str) -> Any:
         path = self.root / name
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        if not path.exists():
+            return None
+        try:
+            return json.loads(_text(path))
+        except json.JSONDecodeError as exc:
+            raise _unreadable(path, exc.lineno, f"not JSON: {exc.msg}") from None
 
     # ------------------------------------------------------------------ shards
     def write_shard(self, records: list[Record]) -> list[Path]:
@@ -117,3 +140,11 @@ class RunStore:
 
     def done_ids(self) -> set[str]:
         return {row["id"] for row in self.rows(["id"])}
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise _unreadable(path, line, "not a text file") from None
