@@ -93,6 +93,8 @@ def _run(
         asyncio.run(preflight(endpoints))
         if config.environment_mix.docker > 0:
             _sandbox_ready(console)
+        # before Ray: an MCP server that will not list its tools fails the job in one line
+        source = asyncio.run(_tools(config, endpoints["generator"]))
         run_id = uuid.uuid4().hex[:12]
         with _ray(config), _sandboxes_swept(config, run_id):
             pool = ActorPool(
@@ -104,7 +106,6 @@ def _run(
             )
             try:
                 with _progress(console, progress_every_s) as progress:
-                    source = asyncio.run(_tools(config, endpoints["generator"]))
                     stages = store.load_json("stages.json") or {}
                     agents = _agents(config, store, pool, source, stages, progress)
                     tasks = _tasks(config, store, pool, agents, stages, progress)
