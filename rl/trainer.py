@@ -229,8 +229,8 @@ def build(
     from rl.ptx import PtxData, PtxGRPOTrainer
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    gyms = build_gyms(config, services.resources)  # a bad data file fails before the model loads
     policy = load_policy(config)
-    gyms = build_gyms(config, services.resources)
     dataset = mixture(gyms, [e.weight for e in config.gyms], config.dataset_size, config.seed)
     args = grpo_args(config, max_steps=max_steps)
     decay = TemperatureDecay(config.temperature, args.max_steps)
