@@ -38,7 +38,7 @@ def serve(
     port: int = typer.Option(0, help="Port; 0 picks a free one."),
     max_batch: int = typer.Option(16, help="Requests decoded together at most."),
     threads: int = typer.Option(
-        0, help="Decoding threads; 0: half the cores (more thrash once the machine is busy)."
+        0, help="Decoding threads; 0: half the cores (prefill always takes every core)."
     ),
 ) -> None:
     """Serve the embedded SmolLM2 model as an OpenAI-compatible endpoint."""

@@ -54,11 +54,13 @@ class Generation:
 
 
 def default_threads() -> int:
-    """Half the cores, at least one: the engine shares the machine with the rest of a job
-    (Ray workers, sandboxes, the trainer). Decoding with every core is faster only while
-    nothing else runs: once another process wants a core, OpenMP's spinning threads wait
-    on each other and a step can take several times longer (measured in
-    bench/overload.py)."""
+    """Decoding threads: half the cores, at least one. The engine shares the machine with
+    the rest of a job (Ray workers, sandboxes, the trainer). A decoding step is many small
+    operations: with every core, as soon as another process wants one, OpenMP's spinning
+    threads wait on each other and a step takes several times longer (bench/overload.py:
+    47 against 50 tokens/s on an idle 2-core machine, 37 against 6 beside hogs). A prefill
+    is few large operations and keeps every core (1,500 tokens: 2.7 s against 5.0 s idle,
+    8.2 s against 5.1 s beside a hog: slower, not collapsed)."""
     return max(1, (os.cpu_count() or 2) // 2)
 
 
@@ -114,6 +116,7 @@ class BatchEngine:
     ):
         self.model = model
         self.threads = threads or default_threads()
+        self.prefill_threads = max(self.threads, os.cpu_count() or 1)
         self.tokenizer = tokenizer
         self.max_batch = max_batch
         self.max_queue = max_queue
@@ -181,7 +184,6 @@ class BatchEngine:
 
     # ------------------------------------------------------------------ loop
     def _run(self) -> None:
-        torch.set_num_threads(self.threads)  # for this thread only: the process keeps its own
         while True:
             first = self._queue.get()
             if first is None:
@@ -235,6 +237,8 @@ class BatchEngine:
             ids[i, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
             mask[i, width - len(prompt) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        # thread counts are this thread's own settings: the process keeps its own
+        torch.set_num_threads(self.prefill_threads)
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
@@ -242,6 +246,7 @@ class BatchEngine:
             use_cache=True,
             logits_to_keep=1,
         )
+        torch.set_num_threads(self.threads)
         past, logits = getattr(out, self._cache_kw), out.logits[:, -1, :]
         while rows:
             chosen = self._sample(rows, logits)
