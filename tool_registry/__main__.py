@@ -2,6 +2,8 @@
 
 Every command takes ``--registry PATH`` (default ``tools.jsonl``). Bad input exits 2 with
 a one-line reason per problem; an import that fails as a whole leaves the file unchanged.
+Tools imported as they are but worth a look (a ``required`` name no property declares)
+are shown as ``warning:`` lines.
 Lines of the repository that cannot be loaded are reported: reading commands skip them,
 writing commands refuse to run (writing would drop them).
 """
@@ -57,6 +59,8 @@ def _merge(report: ImportReport, repo: ToolRepository, registry: Path, strict: b
         _fail(f"{report.problems[0]}; nothing written")
     for problem in report.problems:
         print(f"skipped: {problem}", file=sys.stderr)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if strict and report.problems:
         _fail(f"{len(report.problems)} entries could not be imported; nothing written (--strict)")
     if not report.specs:
@@ -66,7 +70,8 @@ def _merge(report: ImportReport, repo: ToolRepository, registry: Path, strict: b
     for old, new in result.renamed:
         print(f"renamed: {old} -> {new} (name clash with a different interface)", file=sys.stderr)
     print(
-        f"{registry}: +{len(result.added)} tools ({len(result.duplicates)} duplicates, "
+        f"{registry}: +{len(result.added)} tools "
+        f"({len(result.duplicates) + report.repeated} duplicates, "
         f"{len(report.problems)} skipped); {len(repo)} in all"
     )
 
@@ -111,11 +116,12 @@ def import_openai_command(
 
 @importer.command("function-docs")
 def import_function_docs_command(
-    file: Path = typer.Argument(..., help="A JSON list or JSONL of function docs."),
+    file: Path = typer.Argument(..., help="JSON or JSONL: function docs, or rows nesting them."),
     registry: Path = REGISTRY,
     strict: bool = typer.Option(False, help="Write nothing if any entry is invalid."),
 ) -> None:
-    """Import a function-doc collection (Python-style types are normalised)."""
+    """Import a function-doc collection or benchmark rows nesting them (BFCL's `function`
+    lists); Python, Java and JavaScript type names are mapped to JSON Schema."""
     from tool_registry.importers.function_docs import import_function_docs
 
     repo = _repository(registry, writing=True)

@@ -7,6 +7,9 @@ Validators, hashing and ``json.dumps`` all recurse, so these are found here, ite
 and reported as one line naming where. Recursion through properties or items (a tree
 type) is fine: it consumes the value being validated. This module does not check the
 schema against the metaschema; :class:`~tool_registry.spec.ToolSpec` does that next.
+
+:func:`undeclared_required` finds what is valid but worth a warning: a ``required`` list
+naming a property the object does not declare.
 """
 
 from __future__ import annotations
@@ -116,3 +119,49 @@ def _resolve(root: Any, ref: str) -> Any:
 
 def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
+
+
+# Keywords whose value is one subschema, a list of them, or a map of name → subschema.
+_ONE = ("items", "additionalProperties", "additionalItems", "contains", "propertyNames")
+_ONE_IN_PLACE = ("not", "if", "then", "else")
+_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
+_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+
+
+def undeclared_required(schema: Any, root: str = "parameters") -> list[str]:
+    """Each ``required`` list that names a property its object does not declare, as one
+    line (``parameters.properties.opts.required names undeclared properties ['x']``).
+
+    Valid JSON Schema (a value must then carry a key the schema says nothing else about),
+    and common in benchmark function docs, so importers warn instead of rejecting. Only
+    schema positions are visited: a ``default`` or ``enum`` value holding a ``required``
+    key is data. Iterative, so it is safe on any schema :func:`structure_problem` passed.
+    """
+    lines: list[str] = []
+    stack: list[tuple[str, Any]] = [(root, schema)]
+    while stack:
+        where, node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        required, properties = node.get("required"), node.get("properties")
+        declared = properties if isinstance(properties, dict) else {}
+        if isinstance(required, list):
+            missing = [name for name in required if name not in declared]
+            if missing:
+                lines.append(f"{where}.required names undeclared properties {missing}")
+        stack.extend(_subschemas(where, node))
+    return sorted(lines)
+
+
+def _subschemas(where: str, node: dict[str, Any]) -> list[tuple[str, Any]]:
+    found: list[tuple[str, Any]] = []
+    for key in (*_ONE, *_ONE_IN_PLACE):
+        if isinstance(node.get(key), dict):
+            found.append((f"{where}.{key}", node[key]))
+    for key in _LISTS:
+        if isinstance(node.get(key), list):
+            found.extend((f"{where}.{key}[{n}]", sub) for n, sub in enumerate(node[key]))
+    for key in _MAPS:
+        if isinstance(node.get(key), dict):
+            found.extend((f"{where}.{key}.{name}", sub) for name, sub in node[key].items())
+    return found

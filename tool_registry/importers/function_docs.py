@@ -1,11 +1,24 @@
 """Import function-doc collections (JSON or JSONL) as used by function-calling datasets.
 
 Entries carry ``name``, ``description`` and ``parameters`` whose types may be written the
-Python way (``dict``, ``float``, ``int``, ``tuple``, ``any``…), with ``required`` either as
-a list on the object or as ``required: true`` on a property. :func:`normalise_schema`
-rewrites them into valid JSON Schema; an entry that still cannot be used is reported with
-its reason and the rest are kept. Names that break OpenAI's rules (``math.factorial``) are
-rewritten (``math_factorial``) and the original kept as an ``alias:`` tag.
+Python way (``dict``, ``float``, ``tuple``, ``any``…) or, as in the Java and JavaScript
+categories of the Berkeley Function-Calling Leaderboard (BFCL), the way those languages
+name them (``HashMap``, ``ArrayList``, ``String``, ``long``, ``Boolean``…), with
+``required`` either as a list on the object or as ``required: true`` on a property.
+:func:`normalise_schema` rewrites them into valid JSON Schema, mapping each type name as
+BFCL does when it shows the function to a model (``HashMap`` → ``object``, ``ArrayList``
+→ ``array``, ``char`` → ``string``, ``double`` → ``number``), except ``any``, which stays
+untyped: any value, not only the string BFCL's Java checker compares as source text.
+
+A benchmark row that nests its function docs (``{"id", "question", "function": [...]}``,
+or one ``function`` object beside the ``question``) contributes every function it lists;
+a function listed beside many questions is imported once (same name and parameters), its
+origin naming the first row (``file#row-id``). A ``required`` name that no property
+declares is valid JSON Schema: kept as it is, and reported as a warning.
+
+An entry that still cannot be used is reported with its reason and the rest are kept.
+Names that break OpenAI's rules (``math.factorial``) are rewritten (``math_factorial``)
+and the original kept as an ``alias:`` tag.
 """
 
 from __future__ import annotations
@@ -19,10 +32,10 @@ from pydantic import ValidationError
 
 from llm.yamlconf import error_message, read_text
 from tool_registry.importers import ImportProblem, ImportReport
-from tool_registry.schema_checks import json_problem
-from tool_registry.spec import Provenance, ToolSpec
+from tool_registry.schema_checks import json_problem, undeclared_required
+from tool_registry.spec import Provenance, ToolSpec, schema_hash
 
-TYPE_NAMES = {
+TYPE_NAMES = {  # looked up in lower case: ``String``, ``Boolean``, ``HashMap`` too
     "dict": "object",
     "object": "object",
     "map": "object",
@@ -34,6 +47,9 @@ TYPE_NAMES = {
     "int": "integer",
     "integer": "integer",
     "long": "integer",
+    "short": "integer",
+    "byte": "integer",
+    "bigint": "integer",
     "str": "string",
     "string": "string",
     "text": "string",
@@ -45,6 +61,11 @@ TYPE_NAMES = {
     "tuple": "array",
     "set": "array",
     "sequence": "array",
+    "arraylist": "array",
+    "queue": "array",
+    "stack": "array",
+    "hashmap": "object",
+    "hashtable": "object",
     "none": "null",
     "null": "null",
     "nonetype": "null",
@@ -73,7 +94,8 @@ class SchemaProblem(ValueError):
 
 
 def normalise_schema(node: Any, path: str = "parameters") -> dict[str, Any]:
-    """A Python-style type description → JSON Schema (raises :class:`SchemaProblem`)."""
+    """A Python-, Java- or JavaScript-style type description → JSON Schema (raises
+    :class:`SchemaProblem` on a type name it does not know)."""
     if isinstance(node, str):
         node = {"type": node}
     if not isinstance(node, dict):
@@ -96,10 +118,7 @@ def normalise_schema(node: Any, path: str = "parameters") -> dict[str, Any]:
             if isinstance(sub, dict) and sub.get("required") is True:
                 required = [*required, key]
             out["properties"][key] = normalise_schema(sub, f"{path}.properties.{key}")
-        missing = [r for r in required if r not in out["properties"]]
-        if missing:
-            raise SchemaProblem(f"{path}.required: names unknown properties {missing}")
-        if required:
+        if required:  # names no property declares are kept: see undeclared_required
             out["required"] = list(dict.fromkeys(required))
     if out.get("type") == "array" and "items" in node:
         items = node["items"]
@@ -151,20 +170,58 @@ def to_spec(entry: dict[str, Any], origin: str) -> ToolSpec:
 
 
 def import_function_docs(path: str | Path) -> ImportReport:
-    """Every entry of a JSON file (a list, or one object) or JSONL file; bad entries
-    reported, the rest kept."""
+    """Every function of a JSON file (a list, or one object) or JSONL file, whether its
+    entries are function docs or benchmark rows nesting them; bad ones reported, the rest
+    kept, each tool once."""
     path = Path(path)
     report = ImportReport()
-    for where, entry in _entries(path, report):
+    seen: set[tuple[str, str]] = set()
+    for where, entry, origin in _functions(path, report):
         name = str(entry.get("name", "")) if isinstance(entry, dict) else ""
         if not isinstance(entry, dict):
             report.problems.append(ImportProblem(where, "", "entry is not an object"))
             continue
         try:
-            report.specs.append(to_spec(entry, str(path)))
+            spec = to_spec(entry, origin)
         except SchemaProblem as exc:
             report.problems.append(ImportProblem(where, name, str(exc)))
+            continue
+        key = (spec.name, schema_hash(spec.parameters))
+        if key in seen:
+            report.repeated += 1
+            continue
+        seen.add(key)
+        report.specs.append(spec)
+        for line in undeclared_required(spec.parameters):
+            report.warnings.append(ImportProblem(where, spec.name, f"{line} (kept as it is)"))
     return report
+
+
+def _functions(path: Path, report: ImportReport) -> list[tuple[str, Any, str]]:
+    """``(where, function doc, origin)`` for each entry, a benchmark row standing for the
+    functions it nests (``row.function[2]``, origin ``file#row-id``)."""
+    found: list[tuple[str, Any, str]] = []
+    for where, entry in _entries(path, report):
+        if not _is_benchmark_row(entry):
+            found.append((where, entry, str(path)))
+            continue
+        row_id = entry.get("id")
+        origin = f"{path}#{row_id}" if isinstance(row_id, (str, int)) else where
+        nested = entry["function"]
+        if isinstance(nested, dict):
+            found.append((f"{where}.function", nested, origin))
+        else:
+            found.extend((f"{where}.function[{n}]", f, origin) for n, f in enumerate(nested))
+    return found
+
+
+def _is_benchmark_row(entry: Any) -> bool:
+    """A row nesting function docs: a ``function`` list, or a ``function`` object beside a
+    ``question`` (an OpenAI tool's ``function`` object stands beside ``type`` instead)."""
+    if not isinstance(entry, dict) or "name" in entry:
+        return False
+    nested = entry.get("function")
+    return isinstance(nested, list) or (isinstance(nested, dict) and "question" in entry)
 
 
 def _entries(path: Path, report: ImportReport) -> list[tuple[str, Any]]:
