@@ -7,6 +7,15 @@ verdict. It writes its reasoning before its scores. Prescriptive prechecks overr
 LLM where they fire. An answer that cannot be parsed, or an endpoint that fails, raises
 :class:`JudgeError`: a malformed verdict is a judge failure, never a score of 0.
 
+A parseable answer is not yet a verdict: a weak judge writes garbage that fits the schema
+(``"1. 1. 2. 3."`` as its reasoning, then a perfect score). Each sample's reasonings are
+checked by :func:`rationale_problem` (degenerate text; with ``require_addressed``, also a
+very short rationale that names nothing of its criterion). A sample with any such
+reasoning is discarded whole, since a judge that wrote garbage for one criterion is not
+trusted on the others; the verdict averages the clean samples when they are more than
+half of those asked, and is a :class:`JudgeError` otherwise. With one sample, one bad
+reasoning makes the judgment an error, never a score.
+
 Example::
 
     verdict = await judge("What is 2+2?", "4", ["core", "prescriptive"], client)
@@ -21,12 +30,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from llm import ChatClient, LLMError, Message
+from rubrics.degenerate import degeneracy, words
 from rubrics.loader import RubricSet, library
 from rubrics.prechecks import CHECKS
 from rubrics.render import Keyed, as_text, render_judge
 from rubrics.schema import SCALE_RANGE, Criterion, normalise
 
 Item = str | list[dict[str, Any]]
+RATIONALE_CHECKS = ("empty", "repetition", "role_markers", "no_language")
+"""What makes a judge's reasoning degenerate (``rubrics.degenerate``); not ``prompt_echo``,
+since restating a criterion is how a judge says it holds."""
+SHORT_RATIONALE = 4
+"""Rationales of fewer words than this must share a word with their criterion."""
 # Closed objects: no key beyond the criteria, so a constrained decoder cannot invent more.
 CLOSED = ConfigDict(extra="forbid")
 
@@ -113,10 +128,14 @@ async def judge(
     samples: int = 1,
     max_tokens: int = 1024,
     reasoning_chars: int = 1200,
+    require_addressed: bool = False,
 ) -> Verdict:
     """Judge ``item`` (a response, or a trajectory as OpenAI messages) for ``prompt``.
 
-    ``samples`` > 1 asks that many times at temperature 0.7 and averages the scores.
+    ``samples`` > 1 asks that many times at temperature 0.7 and averages the scores of
+    the samples whose reasonings are sound (see the module docstring).
+    ``require_addressed`` also discards samples with a very short rationale that names
+    nothing of its criterion (synthesis asks for it; see :func:`rationale_problem`).
     """
     if samples < 1:
         raise ValueError(f"samples must be at least 1 (one judge call), got {samples}")
@@ -138,7 +157,8 @@ async def judge(
         except LLMError as exc:
             raise JudgeError(f"judge failed ({client.endpoint.name}): {exc}") from exc
 
-    answers = await asyncio.gather(*(one(seed) for seed in range(samples)))
+    asked = await asyncio.gather(*(one(seed) for seed in range(samples)))
+    answers = sound_answers(asked, criteria, require_addressed)
     final_text = _final_response(item)
     scores = []
     for index, (_, rid, c) in enumerate(criteria):
@@ -171,8 +191,70 @@ async def judge(
         answers[0].reasoning,
         client.endpoint.model,
         {r: rubric_set.rubrics[r].version for r in rubrics},
-        samples,
+        len(answers),
     )
+
+
+def addresses(rationale: str, topic: str) -> bool:
+    """Whether ``rationale`` shares a content word with ``topic`` (a criterion's key and text).
+
+    Content words have four letters or more; two words match when equal or, both having
+    five or more, when their first five letters agree (``completes`` / ``completion``).
+    """
+    mine = {w for w in words(rationale) if len(w) >= 4}
+    theirs = {w for w in words(topic.replace("_", " ").replace(".", " ")) if len(w) >= 4}
+    stems = {w[:5] for w in theirs if len(w) >= 5}
+    return any(w in theirs or (len(w) >= 5 and w[:5] in stems) for w in mine)
+
+
+def rationale_problem(
+    rationale: str, key: str, criterion: Criterion | None, *, require_addressed: bool
+) -> str | None:
+    """Why this reasoning cannot back a score, or ``None`` when it can.
+
+    Degenerate text (:data:`RATIONALE_CHECKS`) never backs a score. With
+    ``require_addressed``, a rationale of fewer than :data:`SHORT_RATIONALE` words that
+    shares no content word with its criterion (key, description, guidance) does not
+    address it (``"Yes."``, ``"Good job"``); longer rationales are left alone, because a
+    sound one may well speak only of what the agent did.
+    """
+    reason = degeneracy(rationale, checks=RATIONALE_CHECKS)
+    if reason:
+        return f"is degenerate ({reason})"
+    if require_addressed and criterion is not None and len(words(rationale)) < SHORT_RATIONALE:
+        topic = " ".join([key, criterion.description, criterion.guidance])
+        if not addresses(rationale, topic):
+            return "does not address its criterion"
+    return None
+
+
+def sound_answers(answers: list[Any], criteria: Keyed, require_addressed: bool) -> list[Any]:
+    """The samples whose every reasoning is sound; :class:`JudgeError` unless they are the
+    majority of ``answers``."""
+    sound, problems = [], []
+    for index, answer in enumerate(answers):
+        found = _answer_problem(answer, criteria, require_addressed)
+        if found:
+            problems.append(f"sample {index}: {found}")
+        else:
+            sound.append(answer)
+    if 2 * len(sound) <= len(answers):
+        raise JudgeError(
+            f"{len(problems)} of {len(answers)} judge samples unsound: " + "; ".join(problems)
+        )
+    return sound
+
+
+def _answer_problem(answer: Any, criteria: Keyed, require_addressed: bool) -> str | None:
+    problem = rationale_problem(answer.reasoning, "reasoning", None, require_addressed=False)
+    if problem:
+        return f"reasoning {problem}: {answer.reasoning[:80]!r}"
+    for index, (key, _, c) in enumerate(criteria):
+        text = getattr(answer.scores, f"c{index}").reasoning
+        problem = rationale_problem(text, key, c, require_addressed=require_addressed)
+        if problem:
+            return f"rationale of {key} {problem}: {text[:80]!r}"
+    return None
 
 
 def aggregate(

@@ -194,3 +194,96 @@ def test_initial_praise_precheck(text: str, fires: bool) -> None:
 )
 def test_self_justification_precheck(text: str, fires: bool) -> None:
     assert self_justification(text) is fires
+
+
+def with_rationales(reasoning: str, rationale: str, score: int = 4) -> str:
+    """A well-formed core verdict whose every criterion has ``rationale``."""
+    return json.dumps(
+        {
+            "reasoning": reasoning,
+            "scores": {k: {"reasoning": rationale, "score": score} for k in CORE_ALL_4},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("reasoning", "rationale", "problem"),
+    [
+        (
+            "1. 1. 2. 3. 4. 5. 6. 7. 8.",
+            "clear and relevant",
+            r"reasoning is degenerate \(no_language\)",
+        ),
+        ("Why? " * 20, "clear and relevant", r"reasoning is degenerate \(repetition\)"),
+        (
+            "The answer is right.",
+            "1. 1. 2. 3. …",
+            r"core.clarity_relevance is degenerate \(no_language\)",
+        ),
+        ("The answer is right.", "", r"core.clarity_relevance is degenerate \(empty\)"),
+        ("Fine.", "ok <|im_start|>user", r"degenerate \(role_markers\)"),
+    ],
+)
+async def test_a_degenerate_reasoning_is_a_judge_error_never_a_score(
+    reasoning: str, rationale: str, problem: str
+) -> None:
+    async with ScriptedEndpoint([with_rationales(reasoning, rationale, 5)]) as server:
+        async with ChatClient(server.endpoint()) as client:
+            with pytest.raises(JudgeError, match=problem):
+                await judge("What is 2+2?", "4", ["core"], client)
+
+
+async def test_a_short_rationale_naming_nothing_of_its_criterion_is_a_judge_error() -> None:
+    async with ScriptedEndpoint([with_rationales("It is right.", "Yes.")]) as server:
+        async with ChatClient(server.endpoint()) as client:
+            with pytest.raises(JudgeError, match="clarity_relevance does not address"):
+                await judge("2+2?", "4", ["core"], client, require_addressed=True)
+
+
+@pytest.mark.parametrize(
+    "rationale",
+    [
+        "Relevant.",  # names its criterion (core.clarity_relevance, ...) by a shared stem
+        "The reply gives four, which is what two plus two makes.",  # long enough to stand
+    ],
+)
+async def test_rationales_that_address_their_criterion_are_scored(rationale: str) -> None:
+    scores = {"core.clarity_relevance": rationale}
+    answer_text = json.dumps(
+        {
+            "reasoning": "It is right.",
+            "scores": {
+                k: {"reasoning": scores.get(k, f"{k.split('.')[1]} holds"), "score": 4}
+                for k in CORE_ALL_4
+            },
+        }
+    )
+    async with ScriptedEndpoint([answer_text]) as server:
+        async with ChatClient(server.endpoint()) as client:
+            verdict = await judge("2+2?", "4", ["core"], client, require_addressed=True)
+    assert verdict.scores[0].rationale == rationale and verdict.overall == pytest.approx(0.75)
+
+
+async def test_one_degenerate_sample_of_three_is_dropped_and_the_rest_averaged() -> None:
+    replies = [
+        with_rationales("Clear answer.", "relevant and clear", 5),
+        with_rationales("1. 2. 3. 4. 5. 6. 7.", "relevant and clear", 1),
+        with_rationales("Clear answer.", "relevant and clear", 3),
+    ]
+    async with ScriptedEndpoint(replies) as server:
+        async with ChatClient(server.endpoint()) as client:
+            verdict = await judge("2+2?", "4", ["core"], client, samples=3)
+    assert len(server.requests) == 3
+    assert verdict.samples == 2  # the clean ones
+    assert [s.score for s in verdict.scores] == [4.0, 4.0, 4.0]
+
+
+async def test_half_the_samples_degenerate_is_a_judge_error() -> None:
+    replies = [
+        with_rationales("Clear answer.", "relevant and clear", 5),
+        with_rationales("Clear answer.", "Why? " * 12, 5),
+    ]
+    async with ScriptedEndpoint(replies) as server:
+        async with ChatClient(server.endpoint()) as client:
+            with pytest.raises(JudgeError, match="1 of 2 judge samples unsound"):
+                await judge("2+2?", "4", ["core"], client, samples=2)
