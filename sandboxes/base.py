@@ -4,7 +4,10 @@
 ``close()``; async. Arguments are validated against the tool's JSON Schema before anything
 runs, and every failure — unknown tool, bad JSON, invalid arguments, the tool raising —
 comes back to the agent as a tool message that starts with ``error:``, never as an
-exception that ends the roll-out. Every call is recorded (:class:`CallRecord`).
+exception that ends the roll-out. Every call is recorded (:class:`CallRecord`). A result
+that is not text is rendered as JSON by :func:`result_text`, which turns what JSON cannot
+hold (decimals, dates, sets, bytes, other libraries' numbers, any object) into the nearest
+JSON value or its text, so a result never fails to serialise.
 
 Subclasses implement ``_reset``, ``_invoke`` and ``_snapshot``; they do nothing at import
 or construction time beyond storing their arguments.
@@ -12,8 +15,15 @@ or construction time beyond storing their arguments.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import datetime
+import decimal
+import enum
+import fractions
 import json
 import logging
+import numbers
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -134,3 +144,91 @@ def diff(before: Any, after: Any, path: str = "") -> dict[str, Any]:
             out.update(diff(before.get(key), after.get(key), f"{path}/{key}"))
         return out
     return {} if before == after else {path or "/": [before, after]}
+
+
+def result_text(value: Any) -> str:
+    """What the agent reads for a tool's result: text as it is, anything else as JSON
+    (through :func:`jsonable`, so it never raises).
+
+    >>> result_text({"total": decimal.Decimal("19.90"), "tags": {"b", "a"}})
+    '{"total": 19.9, "tags": ["a", "b"]}'
+    """
+    if isinstance(value, str):
+        return value
+    return json.dumps(jsonable(value), ensure_ascii=False)
+
+
+def jsonable(value: Any, _seen: frozenset[int] = frozenset()) -> Any:
+    """``value`` with everything JSON cannot hold replaced by the nearest JSON value:
+    exact numbers of other types become JSON numbers (text when a float would change
+    them: ``"1/3"``), dates ISO text, sets sorted lists, bytes UTF-8 text (else
+    ``base64:...``), dict keys text, a container inside itself ``"<cycle>"``, and any
+    other object its ``str``."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if id(value) in _seen:
+        return "<cycle>"
+    inner = _seen | {id(value)}
+    if isinstance(value, Mapping):
+        return {_key(k): jsonable(v, inner) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v, inner) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((jsonable(v, inner) for v in value), key=_order)
+    if isinstance(value, numbers.Number):
+        return _number(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return "base64:" + base64.b64encode(data).decode("ascii")
+    return _other(value, inner)
+
+
+def _other(value: Any, seen: frozenset[int]) -> Any:
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value, seen)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, seen)
+    for method in ("model_dump", "tolist"):  # pydantic models; numpy arrays and scalars
+        convert = getattr(value, method, None)
+        if callable(convert):
+            try:
+                return jsonable(convert(), seen)
+            except Exception:  # noqa: BLE001 - an odd object: fall back to its text
+                continue
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not break the result
+        return object.__repr__(value)
+
+
+def _number(value: numbers.Number) -> Any:
+    """A JSON number when one holds ``value`` exactly, else its text."""
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, decimal.Decimal):
+        as_float = float(value)
+        return as_float if decimal.Decimal(repr(as_float)) == value else str(value)
+    if isinstance(value, numbers.Rational):
+        try:
+            as_float = float(value)
+        except OverflowError:
+            return str(value)
+        return as_float if fractions.Fraction(as_float) == value else str(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return str(value)
+
+
+def _key(key: Any) -> str:
+    plain = jsonable(key)
+    return plain if isinstance(plain, str) else json.dumps(plain, ensure_ascii=False)
+
+
+def _order(item: Any) -> tuple[str, str]:
+    """Sort key for set members of mixed types: by type name, then by JSON text."""
+    return type(item).__name__, json.dumps(item, sort_keys=True, ensure_ascii=False)

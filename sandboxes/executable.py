@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import create_model
 
-from sandboxes.base import Environment
+from sandboxes.base import Environment, jsonable, result_text
 from tool_registry import Provenance, ToolSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,7 +49,9 @@ class ToolSet:
         self.data = state
 
     def snapshot(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self.data))
+        """A JSON copy of the state (values JSON cannot hold become their nearest JSON)."""
+        snapshot: dict[str, Any] = jsonable(self.data)
+        return snapshot
 
     @classmethod
     def specs(cls) -> list[ToolSpec]:
@@ -106,8 +108,7 @@ class ExecutableEnvironment(Environment):
     async def _invoke(self, name: str, arguments: dict[str, Any]) -> str:
         if self.instance is None:
             self.instance = self.toolset(None)
-        result = getattr(self.instance, name)(**arguments)
-        return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+        return result_text(getattr(self.instance, name)(**arguments))
 
     async def _snapshot(self) -> dict[str, Any]:
         return self.instance.snapshot() if self.instance is not None else {}

@@ -21,7 +21,7 @@ import jinja2
 from pydantic import BaseModel, Field
 
 from llm import ChatClient, LLMError, Message
-from sandboxes.base import Environment, SandboxError, ToolFailure
+from sandboxes.base import Environment, SandboxError, ToolFailure, result_text
 from tool_registry import ToolSpec
 
 FAILURES = {
@@ -113,7 +113,7 @@ class SimulatedEnvironment(Environment):
                 self._state.pop(key, None)
             else:
                 self._state[key] = value
-        result = answer.result if isinstance(answer.result, str) else json.dumps(answer.result)
+        result = result_text(answer.result)
         if failure == "partial":
             self.injected["partial"] = self.injected.get("partial", 0) + 1
             result = json.dumps({"partial": True, "note": "results truncated", "result": result})

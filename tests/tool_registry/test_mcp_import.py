@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tool_registry.importers.mcp_server import MCPImportError, import_mcp, list_mcp_tools
+from tool_registry.importers.mcp_server import (
+    MCPImportError,
+    import_mcp,
+    import_specs,
+    list_mcp_tools,
+)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 pytestmark = pytest.mark.integration
@@ -62,3 +67,41 @@ async def test_cancelling_an_import_cancels_it_instead_of_failing_it() -> None:
     listing.cancel()
     with pytest.raises(asyncio.CancelledError):
         await listing
+
+
+STATEFUL = [
+    sys.executable,
+    str(FIXTURES.parent.parent / "sandboxes" / "fixtures" / "stateful_server.py"),
+]
+
+
+def test_allow_and_deny_lists_choose_the_tools() -> None:
+    allowed = import_mcp(STATEFUL, allow=["add_note", "list_notes", "call_log"], deny=["call_log"])
+    assert {s.name for s in allowed.specs} == {"add_note", "list_notes"}
+    denied = import_mcp(STATEFUL, deny=["reset_notes", "call_log"])
+    assert {s.name for s in denied.specs} == {
+        "add_note",
+        "list_notes",
+        "whoami",
+        "dump_state",
+    }
+
+
+def test_a_filter_naming_an_unlisted_tool_is_refused() -> None:
+    with pytest.raises(MCPImportError, match="deny: the server lists no tool named 'call_logs'"):
+        import_mcp(STATEFUL, deny=["call_logs"])
+
+
+async def test_read_only_flags_override_the_servers_hints() -> None:
+    tools = await list_mcp_tools(STATEFUL)
+    plain = {s.name: s.side_effect for s in import_specs(tools, "x").specs}
+    assert plain["list_notes"] == "write" and plain["whoami"] == "read"
+    report = import_specs(tools, "x", read_only=["list_notes"], writes=["whoami"])
+    changed = {s.name: s.side_effect for s in report.specs}
+    assert changed["list_notes"] == "read" and changed["whoami"] == "write"
+
+
+def test_env_vars_reach_the_server() -> None:
+    exits_with_x = [sys.executable, "-c", "import os, sys; sys.exit(os.environ['X'])"]
+    with pytest.raises(MCPImportError, match="marker-123"):
+        import_mcp(exits_with_x, timeout_s=10, env={"X": "marker-123"})
