@@ -1,10 +1,14 @@
 """The judge stage: a finished trajectory becomes an accepted or rejected :class:`Record`.
 
-Order of authority: a roll-out that ended in an error is rejected as such; a task with a
+Order of authority: a roll-out that ended in an error is rejected as such; a degenerate
+trajectory (loops, made-up tool output, an empty, truncated or letterless final answer:
+:mod:`synth.filters`) is rejected by rule with its own reason, before anything that could
+be fooled by it; a task with a
 verifiable check (expected final state, unit tests) is decided by the check alone — the
 LLM judge cannot overrule ground truth; every other task is judged by the rubrics judge
 against the task's own rubric plus the configured ones (``trajectory`` by default). A
-judge that fails is a rejection with reason ``judge_error``, never a silent score.
+judge that fails — including one whose reasoning is degenerate or, when very short, names
+nothing of its criterion — is a rejection with reason ``judge_error``, never a silent score.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from rubrics import JudgeError, Rubric, RubricSet, judge, library
 from sandboxes.code import extract_code, run_python_tests
 from sandboxes.docker import DockerSandbox
 from sandboxes.executable import state_matches
+from synth.filters import screen
 from synth.schema import Record, TaskSpec, Trajectory
 
 
@@ -67,6 +72,15 @@ async def decide(
             reason="rollout_error",
             detail=trajectory.stop_reason,
         )
+    degenerate = screen(trajectory, task.prompt())
+    if degenerate is not None:
+        return _record(
+            task,
+            trajectory,
+            outcome="rejected",
+            reason=degenerate.reason,
+            detail=degenerate.detail[:500],
+        )
     checks = task.checks
     if checks.expected_state is not None:
         problems = state_matches(trajectory.final_state, checks.expected_state)
@@ -105,6 +119,7 @@ async def decide(
             samples=samples,
             max_tokens=max_tokens,
             reasoning_chars=reasoning_chars,
+            require_addressed=True,
         )
     except JudgeError as exc:
         return _record(

@@ -11,7 +11,7 @@ ends the roll-out with ``stop_reason = "error: ..."`` and the partial trajectory
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from llm import ChatClient, LLMError, Message
@@ -37,6 +37,7 @@ class _Episode:
     tool_calls: int = 0
     tool_errors: int = 0
     agent_replies: int = 0
+    length_stops: list[int] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -76,6 +77,7 @@ async def roll_out(
         tool_calls=episode.tool_calls,
         tool_errors=episode.tool_errors,
         stop_reason=stop,
+        length_stops=episode.length_stops,
         usage={
             "agent": {
                 "requests": episode.agent_replies,
@@ -131,6 +133,8 @@ async def _agent_turn(
         episode.prompt_tokens += result.usage.prompt_tokens
         episode.completion_tokens += result.usage.completion_tokens
         episode.messages.append(result.to_message().to_openai())
+        if result.finish_reason == "length":  # cut off at max_tokens: the judge stage rejects it
+            episode.length_stops.append(len(episode.messages) - 1)
         episode.tool_errors += len(result.tool_call_errors)
         if not result.tool_calls:
             return None

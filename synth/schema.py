@@ -126,6 +126,9 @@ class Trajectory(BaseModel):
     tool_errors: int = 0
     stop_reason: str = ""
     """``user_satisfied``, ``user_stuck``, ``max_turns``, ``max_tool_calls`` or ``error: ...``."""
+    length_stops: list[int] = Field(default_factory=list)
+    """Indices in ``messages`` of the agent replies that stopped at the token limit
+    (``finish_reason == "length"``): cut off mid-answer, wherever the text ended."""
     usage: dict[str, dict[str, float]] = Field(default_factory=dict)
     """Per role (agent, user, tool_simulator, judge): tokens and cost."""
 
@@ -143,7 +146,8 @@ class Record(BaseModel):
     outcome: Outcome
     reason: str = ""
     """Why it was rejected (``judge_failed``, ``state_mismatch``, ``tests_failed``,
-    ``rollout_error``, ``judge_error``); empty when accepted."""
+    ``rollout_error``, ``judge_error``, or one of the degenerate-text reasons of
+    ``synth.judging.DEGENERATE``); empty when accepted."""
     detail: str = ""
     score: float | None = None
     """The judge's overall score (0..1); None when the judge did not run."""

@@ -91,6 +91,11 @@ class ScriptedWorld:
             }
         else:
             value = instance(schema, defs, high=self.judge_pass)
+        if name == "JudgeAnswer":  # reasons that name their criterion, as a sound judge's do
+            verdict = "holds" if self.judge_pass else "fails"
+            value["reasoning"] = f"Scripted judgment: every criterion {verdict}."
+            for key, entry in value["scores"].items():
+                entry["reasoning"] = f"{key} {verdict}"
         role = {
             "UserTurn": "user",
             "SimulatedAnswer": "tool_simulator",
