@@ -1,10 +1,19 @@
 """Verifiable instruction constraints of the IFEval families, each a pydantic model.
 
 Every constraint says what it asks (``instruction``) and checks a response (``check``);
-:func:`sample_constraints` composes several compatible ones for a prompt. Families:
+:mod:`rl.gyms.constraint_sampling` composes several compatible ones for a prompt. Families:
 length in words / sentences / paragraphs, keywords included / excluded / at a frequency,
-letter frequency, JSON output, bullet count, sections, title, upper / lower case,
-quotation, end phrase, no commas, placeholders, response language (``langdetect``).
+letter frequency, JSON output, bullet count, sections, title, upper / lower case in English,
+capital-word frequency, quotation, end phrase, no commas, placeholders, response language
+(``langdetect``), repeating the request, two responses, postscript, highlighted sections,
+the nth paragraph's first word, and a constrained answer.
+
+Each check follows Google's IFEval checker for the family except where that checker is
+wrong (substring keyword matches, language detection on all-caps text, undetectable text
+counted as compliant, ...); ``docs/rl.md`` names every such difference and
+``bench/fidelity_ifeval.py`` measures the agreement. A check says what the instruction
+literally says: "at most 5 sentences" holds for an empty text (the gym's degenerate-answer
+gate is elsewhere).
 
 Not here: the IFEval prompts themselves, or constraints that need a model to check.
 """
@@ -12,26 +21,52 @@ Not here: the IFEval prompts themselves, or constraints that need a model to che
 from __future__ import annotations
 
 import json
-import random
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
+
+from rl.gyms.text_units import paragraphs, sentences, words
 
 Relation = Literal["at least", "at most"]
-_WORD = re.compile(r"\b[\w'-]+\b", re.UNICODE)
-_SENTENCE_END = re.compile(r"[.!?]+(?:\s|$)")
-_BULLET = re.compile(r"^\s*[*-]\s+\S", re.MULTILINE)
+Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+_BULLET = re.compile(r"^[ \t]*[*-][ \t]+\S", re.MULTILINE)
 _PLACEHOLDER = re.compile(r"\[[^\[\]\n]+\]")
-_TITLE = re.compile(r"<<[^<>\n]+>>")
+_TITLE = re.compile(r"<<([^\n]+?)>>")
+_DIVIDER = re.compile(r"^[ \t]*\*\*\*[ \t]*$", re.MULTILINE)
+_JSON_FENCE = re.compile(r"^```(?:json)?", re.IGNORECASE)
+# Markdown emphasis: no space just inside the asterisks ("2 * 3 * 4" is arithmetic).
+_HIGHLIGHT = re.compile(
+    r"\*\*(?!\s)[^\n*]+?(?<!\s)\*\*|(?<![*\w])\*(?!\s)[^\n*]+?(?<!\s)\*(?![*\w])"
+)
+_FIRST_WORD = re.compile(r"[\w'-]+")
+_PUNCTUATION = "\"'“”‘’()[]{}<>.,;:!?*_#`~"
+ANSWER_OPTIONS = ("My answer is yes.", "My answer is no.", "My answer is maybe.")
+_POSTSCRIPT = {"P.S.": r"p\.\s?s\.", "P.P.S": r"p\.\s?p\.\s?s"}
 
 
 def _compare(value: int, relation: Relation, target: int) -> bool:
     return value >= target if relation == "at least" else value <= target
 
 
-def words(text: str) -> list[str]:
-    return _WORD.findall(text)
+def _whole_word(keyword: str) -> re.Pattern[str]:
+    """``keyword`` literally, not inside a longer word; works for "c++" and "e-mail" too."""
+    return re.compile(rf"(?<!\w){re.escape(keyword)}(?!\w)", re.IGNORECASE)
+
+
+def detected_language(text: str) -> str | None:
+    """``langdetect``'s language for ``text``, or None when it cannot tell.
+
+    All-caps text is lowered first: langdetect's profiles are built from ordinary text and
+    misread capitals ("THE WEATHER IS NICE" is not English to it).
+    """
+    from langdetect import DetectorFactory, LangDetectException, detect
+
+    DetectorFactory.seed = 0  # langdetect is randomised; make it deterministic
+    try:
+        return str(detect(text.lower() if text.isupper() else text))
+    except LangDetectException:
+        return None
 
 
 class _Constraint(BaseModel):
@@ -65,52 +100,56 @@ class SentenceCount(_Constraint):
         return f"Your response should contain {self.relation} {self.n} sentences."
 
     def check(self, text: str) -> bool:
-        sentences = [s for s in _SENTENCE_END.split(text.strip()) if words(s)]
-        return _compare(len(sentences), self.relation, self.n)
+        return _compare(len(sentences(text)), self.relation, self.n)
 
 
 class ParagraphCount(_Constraint):
+    """Paragraphs between ``***`` divider lines; a divider before the first or after the
+    last paragraph is allowed, an empty paragraph between two dividers is not."""
+
     kind: Literal["paragraph_count"] = "paragraph_count"
     n: int = Field(ge=1)
 
     def instruction(self) -> str:
         return (
             f"There should be exactly {self.n} paragraphs, separated from each other by the "
-            "markdown divider ***."
+            "markdown divider *** on a line of its own."
         )
 
     def check(self, text: str) -> bool:
-        parts = re.split(r"\s?\*\*\*\s?", text.strip())
-        return len(parts) == self.n and all(p.strip() for p in parts)
+        parts = [p.strip() for p in _DIVIDER.split(text)]
+        if parts and not parts[0]:
+            parts = parts[1:]
+        if parts and not parts[-1]:
+            parts = parts[:-1]
+        return len(parts) == self.n and all(parts)
 
 
 class KeywordsInclude(_Constraint):
     kind: Literal["keywords_include"] = "keywords_include"
-    keywords: list[str] = Field(min_length=1)
+    keywords: list[Keyword] = Field(min_length=1)
 
     def instruction(self) -> str:
         return "Include the keywords " + ", ".join(f"'{k}'" for k in self.keywords) + "."
 
     def check(self, text: str) -> bool:
-        return all(re.search(rf"\b{re.escape(k)}\b", text, re.IGNORECASE) for k in self.keywords)
+        return all(_whole_word(k).search(text) for k in self.keywords)
 
 
 class KeywordsExclude(_Constraint):
     kind: Literal["keywords_exclude"] = "keywords_exclude"
-    keywords: list[str] = Field(min_length=1)
+    keywords: list[Keyword] = Field(min_length=1)
 
     def instruction(self) -> str:
         return "Do not include the words " + ", ".join(f"'{k}'" for k in self.keywords) + "."
 
     def check(self, text: str) -> bool:
-        return not any(
-            re.search(rf"\b{re.escape(k)}\b", text, re.IGNORECASE) for k in self.keywords
-        )
+        return not any(_whole_word(k).search(text) for k in self.keywords)
 
 
 class KeywordFrequency(_Constraint):
     kind: Literal["keyword_frequency"] = "keyword_frequency"
-    keyword: str
+    keyword: Keyword
     relation: Relation
     n: int = Field(ge=1)
 
@@ -118,8 +157,7 @@ class KeywordFrequency(_Constraint):
         return f"The word '{self.keyword}' should appear {self.relation} {self.n} times."
 
     def check(self, text: str) -> bool:
-        found = re.findall(rf"\b{re.escape(self.keyword)}\b", text, re.IGNORECASE)
-        return _compare(len(found), self.relation, self.n)
+        return _compare(len(_whole_word(self.keyword).findall(text)), self.relation, self.n)
 
 
 class LetterFrequency(_Constraint):
@@ -142,11 +180,7 @@ class JsonFormat(_Constraint):
         return "Wrap your entire output in JSON format (a markdown ```json fence is allowed)."
 
     def check(self, text: str) -> bool:
-        body = text.strip()
-        fence = re.fullmatch(r"```(?:json|JSON)?\s*\n?(.*?)\n?```", body, re.DOTALL)
-        body = fence.group(1).strip() if fence else body
-        if not body:
-            return False
+        body = _JSON_FENCE.sub("", text.strip(), count=1).removesuffix("```").strip()
         try:
             json.loads(body)
         except json.JSONDecodeError:
@@ -155,6 +189,8 @@ class JsonFormat(_Constraint):
 
 
 class BulletCount(_Constraint):
+    """Markdown bullets: ``*`` or ``-`` then a space; ``*emphasis*`` and ``---`` are not."""
+
     kind: Literal["bullet_count"] = "bullet_count"
     n: int = Field(ge=1)
 
@@ -169,9 +205,12 @@ class BulletCount(_Constraint):
 
 
 class Sections(_Constraint):
+    """Exactly ``n`` lines that start with the splitter and a number, as a markdown
+    heading or in bold too ("## SECTION 2", "**SECTION 2**"); a mention mid-line is not."""
+
     kind: Literal["sections"] = "sections"
     n: int = Field(ge=1)
-    splitter: str = "SECTION"
+    splitter: Literal["SECTION", "Section"] = "SECTION"
 
     def instruction(self) -> str:
         return (
@@ -180,8 +219,8 @@ class Sections(_Constraint):
         )
 
     def check(self, text: str) -> bool:
-        marks = re.findall(rf"^\s*{re.escape(self.splitter)}\s+\d+", text, re.MULTILINE)
-        return len(marks) == self.n
+        mark = rf"^[ \t]*(?:#{{1,6}}[ \t]*)?(?:\*\*|__)?{self.splitter}[ \t]*\d+"
+        return len(re.findall(mark, text, re.MULTILINE)) == self.n
 
 
 class Title(_Constraint):
@@ -194,7 +233,7 @@ class Title(_Constraint):
         )
 
     def check(self, text: str) -> bool:
-        return bool(_TITLE.search(text))
+        return any(t.strip("<> ") for t in _TITLE.findall(text))
 
 
 class Uppercase(_Constraint):
@@ -204,7 +243,7 @@ class Uppercase(_Constraint):
         return "Your entire response should be in English, and in all capital letters."
 
     def check(self, text: str) -> bool:
-        return any(c.isalpha() for c in text) and text == text.upper()
+        return text.isupper() and detected_language(text) == "en"
 
 
 class Lowercase(_Constraint):
@@ -214,7 +253,28 @@ class Lowercase(_Constraint):
         return "Your entire response should be in English, and in all lowercase letters."
 
     def check(self, text: str) -> bool:
-        return any(c.isalpha() for c in text) and text == text.lower()
+        return text.islower() and detected_language(text) == "en"
+
+
+def capital_words(text: str) -> int:
+    """Words written in capitals: "I" and "A" too, "U.S." once, "NASA's" as NASA."""
+    tokens = (t.strip(_PUNCTUATION) for t in text.split())
+    return sum(re.sub(r"['’]s$", "", t).isupper() for t in tokens)
+
+
+class CapitalWordFrequency(_Constraint):
+    kind: Literal["capital_word_frequency"] = "capital_word_frequency"
+    relation: Relation
+    n: int = Field(ge=1)
+
+    def instruction(self) -> str:
+        return (
+            "In your response, words with all capital letters should appear "
+            f"{self.relation} {self.n} times."
+        )
+
+    def check(self, text: str) -> bool:
+        return _compare(capital_words(text), self.relation, self.n)
 
 
 class Quotation(_Constraint):
@@ -229,8 +289,10 @@ class Quotation(_Constraint):
 
 
 class EndPhrase(_Constraint):
+    """Case is not compared, so that the phrase can combine with upper / lower case."""
+
     kind: Literal["end_phrase"] = "end_phrase"
-    phrase: str = Field(min_length=1)
+    phrase: Keyword
 
     def instruction(self) -> str:
         return (
@@ -239,7 +301,7 @@ class EndPhrase(_Constraint):
         )
 
     def check(self, text: str) -> bool:
-        return text.strip().endswith(self.phrase)
+        return text.strip().strip('"').lower().endswith(self.phrase.lower())
 
 
 class NoCommas(_Constraint):
@@ -249,7 +311,7 @@ class NoCommas(_Constraint):
         return "In your entire response, refrain from the use of any commas."
 
     def check(self, text: str) -> bool:
-        return "," not in text and bool(text.strip())
+        return "," not in text
 
 
 class Placeholders(_Constraint):
@@ -276,15 +338,116 @@ class Language(_Constraint):
         return f"Your ENTIRE response should be in {name}, no other language is allowed."
 
     def check(self, text: str) -> bool:
-        from langdetect import DetectorFactory, LangDetectException, detect
+        # Fewer than three words is too little to tell a language by.
+        return len(words(text)) >= 3 and detected_language(text) == self.code
 
-        DetectorFactory.seed = 0  # langdetect is randomised; make it deterministic
-        if len(words(text)) < 3:
+
+class RepeatPrompt(_Constraint):
+    """The response starts with the request, compared without case as IFEval does."""
+
+    kind: Literal["repeat_prompt"] = "repeat_prompt"
+    prompt: str = Field(min_length=1)
+    """The request to repeat: the prompt without the constraint instructions."""
+
+    def instruction(self) -> str:
+        return (
+            "First repeat the request above (the text before these instructions) word for "
+            "word without change, then give your answer; say nothing before the repeated "
+            "request."
+        )
+
+    def check(self, text: str) -> bool:
+        return text.strip().lower().startswith(self.prompt.strip().lower())
+
+
+class TwoResponses(_Constraint):
+    kind: Literal["two_responses"] = "two_responses"
+
+    def instruction(self) -> str:
+        return (
+            "Give two different responses. Responses and only responses should be separated "
+            "by 6 asterisk symbols: ******."
+        )
+
+    def check(self, text: str) -> bool:
+        parts = text.split("******")
+        if not all(p.strip() for p in parts[1:-1]):
             return False
-        try:
-            return bool(detect(text) == self.code)
-        except LangDetectException:
+        answers = [p.strip() for p in parts if p.strip()]
+        return len(answers) == 2 and answers[0] != answers[1]
+
+
+class Postscript(_Constraint):
+    """A line starting with the marker (bold allowed); a mention mid-line is not one."""
+
+    kind: Literal["postscript"] = "postscript"
+    marker: Literal["P.S.", "P.P.S"] = "P.S."
+
+    def instruction(self) -> str:
+        return (
+            "At the end of your response, please explicitly add a postscript starting with "
+            f"{self.marker}"
+        )
+
+    def check(self, text: str) -> bool:
+        start = rf"^[ \t]*(?:\*\*|__)?{_POSTSCRIPT[self.marker]}"
+        return bool(re.search(start, text, re.MULTILINE | re.IGNORECASE))
+
+
+class HighlightedSections(_Constraint):
+    kind: Literal["highlighted_sections"] = "highlighted_sections"
+    n: int = Field(ge=1)
+
+    def instruction(self) -> str:
+        return (
+            f"Highlight at least {self.n} sections in your answer with markdown, i.e. "
+            "*highlighted section*."
+        )
+
+    def check(self, text: str) -> bool:
+        return len(_HIGHLIGHT.findall(text)) >= self.n
+
+
+class ParagraphFirstWord(_Constraint):
+    """Paragraphs are separated by blank lines (a line of spaces counts as blank); the
+    first word is compared without case, markdown and quotes around it."""
+
+    kind: Literal["nth_paragraph_first_word"] = "nth_paragraph_first_word"
+    n: int = Field(ge=1)
+    nth: int = Field(ge=1)
+    first_word: Keyword
+
+    @model_validator(mode="after")
+    def _nth_within(self) -> ParagraphFirstWord:
+        if self.nth > self.n:
+            raise ValueError(f"nth={self.nth} is past the last of n={self.n} paragraphs")
+        return self
+
+    def instruction(self) -> str:
+        return (
+            f"There should be {self.n} paragraphs. Paragraphs are separated from each other "
+            f"by two new lines. Paragraph {self.nth} must start with the word "
+            f"{self.first_word}."
+        )
+
+    def check(self, text: str) -> bool:
+        parts = paragraphs(text)
+        if len(parts) != self.n:
             return False
+        first = _FIRST_WORD.search(parts[self.nth - 1])
+        return first is not None and first.group().lower() == self.first_word.lower()
+
+
+class ConstrainedResponse(_Constraint):
+    """Exactly one of the options appears (hedging between them is no answer)."""
+
+    kind: Literal["constrained_response"] = "constrained_response"
+
+    def instruction(self) -> str:
+        return f"Answer with one of the following options: {ANSWER_OPTIONS}"
+
+    def check(self, text: str) -> bool:
+        return sum(option in text for option in ANSWER_OPTIONS) == 1
 
 
 _KINDS = (
@@ -301,11 +464,18 @@ _KINDS = (
     Title,
     Uppercase,
     Lowercase,
+    CapitalWordFrequency,
     Quotation,
     EndPhrase,
     NoCommas,
     Placeholders,
     Language,
+    RepeatPrompt,
+    TwoResponses,
+    Postscript,
+    HighlightedSections,
+    ParagraphFirstWord,
+    ConstrainedResponse,
 )
 Constraint = Annotated[
     WordCount
@@ -321,84 +491,20 @@ Constraint = Annotated[
     | Title
     | Uppercase
     | Lowercase
+    | CapitalWordFrequency
     | Quotation
     | EndPhrase
     | NoCommas
     | Placeholders
-    | Language,
+    | Language
+    | RepeatPrompt
+    | TwoResponses
+    | Postscript
+    | HighlightedSections
+    | ParagraphFirstWord
+    | ConstrainedResponse,
     Field(discriminator="kind"),
 ]
 CONSTRAINTS: TypeAdapter[list[Constraint]] = TypeAdapter(list[Constraint])
 LANGUAGES = {"en": "English", "fr": "French", "de": "German", "es": "Spanish", "it": "Italian"}
 FAMILIES: tuple[str, ...] = tuple(str(k.model_fields["kind"].default) for k in _KINDS)
-# Pairs that cannot hold together (or that make each other unfair to check).
-_EXCLUSIVE = [
-    {"json_format", "quotation", "paragraph_count", "sections", "bullet_count"},
-    {"uppercase", "lowercase", "language"},
-    {"uppercase", "lowercase", "end_phrase"},
-    {"json_format", "end_phrase", "quotation", "title"},
-    {"language", "keywords_include", "keyword_frequency", "end_phrase"},
-]
-_VOCABULARY = ["time", "world", "people", "history", "water", "light", "music"]
-_VOCABULARY += ["future", "city", "nature"]
-_ENDINGS = ["Is there anything else I can help with?", "Any other questions?", "That is all."]
-
-
-def _draw(family: str, rng: random.Random) -> _Constraint:
-    relation: Relation = rng.choice(["at least", "at most"])
-    match family:
-        case "word_count":
-            return WordCount(relation=relation, n=rng.choice([20, 40, 80, 150]))
-        case "sentence_count":
-            return SentenceCount(relation=relation, n=rng.randint(2, 6))
-        case "paragraph_count":
-            return ParagraphCount(n=rng.randint(2, 4))
-        case "keywords_include":
-            return KeywordsInclude(keywords=rng.sample(_VOCABULARY, 2))
-        case "keywords_exclude":
-            return KeywordsExclude(keywords=rng.sample(_VOCABULARY, 2))
-        case "keyword_frequency":
-            return KeywordFrequency(keyword=rng.choice(_VOCABULARY), relation=relation, n=2)
-        case "letter_frequency":
-            return LetterFrequency(
-                letter=rng.choice("aeiost"), relation=relation, n=rng.randint(3, 12)
-            )
-        case "json_format":
-            return JsonFormat()
-        case "bullet_count":
-            return BulletCount(n=rng.randint(2, 5))
-        case "sections":
-            return Sections(n=rng.randint(2, 3))
-        case "title":
-            return Title()
-        case "uppercase":
-            return Uppercase()
-        case "lowercase":
-            return Lowercase()
-        case "quotation":
-            return Quotation()
-        case "end_phrase":
-            return EndPhrase(phrase=rng.choice(_ENDINGS))
-        case "no_commas":
-            return NoCommas()
-        case "placeholders":
-            return Placeholders(n=rng.randint(1, 3))
-        case "language":
-            return Language(code=rng.choice(["fr", "de", "es"]))
-    raise ValueError(f"unknown constraint family {family!r}")
-
-
-def sample_constraints(
-    rng: random.Random, count: int, families: list[str] | None = None
-) -> list[_Constraint]:
-    """``count`` compatible constraints from ``families`` (all by default), no family twice."""
-    pool = list(families or FAMILIES)
-    rng.shuffle(pool)
-    chosen: list[str] = []
-    for family in pool:
-        if len(chosen) == count:
-            break
-        if any(family in group and group & set(chosen) for group in _EXCLUSIVE):
-            continue
-        chosen.append(family)
-    return [_draw(family, rng) for family in chosen]

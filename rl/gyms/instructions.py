@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llm.yamlconf import TextFile
 from rl.gyms.base import Gym, GymOptions, Sample, Split, Task, read_jsonl, register, split_items
-from rl.gyms.constraints import CONSTRAINTS, FAMILIES, sample_constraints
+from rl.gyms.constraint_sampling import sample_constraints
+from rl.gyms.constraints import CONSTRAINTS, FAMILIES
 
 BUILT_IN = Path(__file__).with_name("data") / "instructions.txt"
 _CLAIM = re.compile(
@@ -84,7 +85,7 @@ class InstructionGym(Gym):
         tasks = []
         for index in range(size):
             request = held[index % len(held)]
-            constraints = sample_constraints(rng, o.per_prompt, o.families)
+            constraints = sample_constraints(rng, o.per_prompt, o.families, request)
             text = request + "\n\n" + " ".join(c.instruction() for c in constraints)
             tasks.append(
                 Task(

@@ -9,11 +9,15 @@ import random
 import pytest
 
 from rl.gyms import Sample, build_gym
+from rl.gyms.constraint_sampling import sample_constraints
 from rl.gyms.constraints import (
     CONSTRAINTS,
     FAMILIES,
     BulletCount,
+    CapitalWordFrequency,
+    ConstrainedResponse,
     EndPhrase,
+    HighlightedSections,
     JsonFormat,
     KeywordFrequency,
     KeywordsExclude,
@@ -23,14 +27,17 @@ from rl.gyms.constraints import (
     Lowercase,
     NoCommas,
     ParagraphCount,
+    ParagraphFirstWord,
     Placeholders,
+    Postscript,
     Quotation,
+    RepeatPrompt,
     Sections,
     SentenceCount,
     Title,
+    TwoResponses,
     Uppercase,
     WordCount,
-    sample_constraints,
 )
 
 CASES = [
@@ -49,8 +56,16 @@ CASES = [
     (BulletCount(n=2), "* one\n* two", "* one\n* two\n* three"),
     (Sections(n=2), "SECTION 1\nintro\nSECTION 2\nend", "SECTION 1\nall of it"),
     (Title(), "<<a title>>\nbody", "A title\nbody"),
-    (Uppercase(), "ALL LOUD HERE", "Not All Loud"),
-    (Lowercase(), "all quiet here", "Not quiet"),
+    (Uppercase(), "THE WEATHER IS NICE TODAY.", "The Weather Is Nice Today."),
+    (Uppercase(), "THE WEATHER IS NICE TODAY.", "LE TEMPS EST TRÈS BEAU AUJOURD'HUI À PARIS."),
+    (Lowercase(), "the weather is nice today.", "The weather is nice today."),
+    (Lowercase(), "the weather is nice today.", "le temps est très beau aujourd'hui à paris."),
+    (
+        CapitalWordFrequency(relation="at least", n=2),
+        "This is VERY, VERY good.",
+        "This is VERY good.",
+    ),
+    (CapitalWordFrequency(relation="at most", n=1), "The U.S. is big.", "NASA and ESA launch."),
     (Quotation(), '"wrapped in quotes"', "not wrapped"),
     (
         EndPhrase(phrase="Any other questions?"),
@@ -58,6 +73,21 @@ CASES = [
         "Any other questions? Yes",
     ),
     (NoCommas(), "no commas at all", "one, two"),
+    (
+        RepeatPrompt(prompt="Describe a city."),
+        "describe a city. It is busy.",
+        "Sure! Describe a city. It is busy.",
+    ),
+    (TwoResponses(), "Yes, go.\n******\nNo, stay.", "Yes, go.\n******\nYes, go."),
+    (Postscript(marker="P.S."), "Bye.\n\nP.S. Call me.", "Bye. I wrote p.s. in it."),
+    (Postscript(marker="P.P.S"), "Bye.\n**P. P. S.** Call.", "Bye.\nP.S. Call."),
+    (HighlightedSections(n=2), "A *key* and **bold** part.", "A *key* part, 2 * 3 * 4."),
+    (
+        ParagraphFirstWord(n=2, nth=2, first_word="today"),
+        "Hello there.\n\n**Today,** we rest.",
+        "Hello there.\n\nWe rest today.",
+    ),
+    (ConstrainedResponse(), "My answer is no. It rains.", "My answer is yes. My answer is no."),
     (Placeholders(n=2), "Send it to [name] at [address].", "Send it to [name]."),
     (
         Language(code="fr"),
@@ -84,7 +114,8 @@ def test_constraint_accepts_compliant_and_rejects_noncompliant(
 POSITIVE = [
     c
     for c, _, _ in CASES
-    if c.kind not in {"keywords_exclude", "word_count", "sentence_count", "letter_frequency"}
+    if c.kind
+    not in {"keywords_exclude", "word_count", "sentence_count", "letter_frequency", "no_commas"}
     and getattr(c, "relation", "") != "at most"
 ]
 
@@ -97,10 +128,20 @@ def test_empty_response_satisfies_no_positive_constraint(constraint) -> None:
 def test_sampled_constraints_never_combine_conflicting_families() -> None:
     rng = random.Random(0)
     for _ in range(300):
-        kinds = {c.kind for c in sample_constraints(rng, 4)}  # type: ignore[attr-defined]
+        kinds = {c.kind for c in sample_constraints(rng, 4, request="Describe a city.")}  # type: ignore[attr-defined]
         assert not {"uppercase", "lowercase"} <= kinds
         assert not {"json_format", "bullet_count"} <= kinds
+        assert not {"repeat_prompt", "json_format"} <= kinds
+        assert not {"nth_paragraph_first_word", "paragraph_count"} <= kinds
         assert len(kinds) == 4
+
+
+def test_repeat_prompt_is_drawn_only_with_a_request_to_repeat() -> None:
+    rng = random.Random(0)
+    drawn = [c for _ in range(200) for c in sample_constraints(rng, 3, request="Name a river.")]
+    assert any(c.kind == "repeat_prompt" and c.prompt == "Name a river." for c in drawn)  # type: ignore[attr-defined]
+    alone = [c for _ in range(200) for c in sample_constraints(rng, 3)]
+    assert all(c.kind != "repeat_prompt" for c in alone)  # type: ignore[attr-defined]
 
 
 def _sample(constraints: list, text: str) -> Sample:
@@ -112,9 +153,9 @@ def test_strict_needs_every_constraint_and_loose_gives_the_fraction() -> None:
     constraints = [NoCommas(), Lowercase()]
     strict = build_gym("ifeval", {"mode": "strict"})
     loose = build_gym("ifeval", {"mode": "loose"})
-    assert strict.verify(_sample(constraints, "all good here")) == 1.0
-    assert strict.verify(_sample(constraints, "All good here")) == 0.0
-    assert loose.verify(_sample(constraints, "All good here")) == 0.5
+    assert strict.verify(_sample(constraints, "the weather is nice today and we are happy")) == 1.0
+    assert strict.verify(_sample(constraints, "The weather is nice today and we are happy")) == 0.0
+    assert loose.verify(_sample(constraints, "The weather is nice today and we are happy")) == 0.5
 
 
 @pytest.mark.parametrize(
