@@ -4,8 +4,11 @@
 kinds by the configured shares and gives each agent a coherent tool subset (one domain of
 the repository for simulated agents; a whole tool set, an MCP server's tools or the
 ``run_python`` tool otherwise) and a persona. :func:`write_agent` asks the generator
-model for the system prompt; when that call fails the agent keeps a templated prompt, so
-one bad answer never loses an agent (the fallback is counted).
+model for the system prompt; when that call fails, or answers degenerate text (a prompt
+of "1. 2. 3. …", a loop, chat-template tokens, the request echoed:
+:func:`rubrics.degenerate.degeneracy`), the agent keeps a templated prompt, so one bad
+answer never loses an agent and garbage never instructs one (the fallback is counted in
+the manifest as ``agents_with_templated_prompt``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, Field
 
 from llm import ChatClient, LLMError, Message
+from rubrics.degenerate import REASONS, degeneracy
 from synth.config import EnvironmentMix, SynthConfig
 from synth.schema import AgentSpec, EnvironmentKind, stable_id
 from synth.templates import personas, render
@@ -130,4 +134,18 @@ async def write_agent(agent: AgentSpec, client: ChatClient, seed: int) -> tuple[
     except LLMError as exc:
         log.warning("agent %s keeps its templated prompt: %s", agent.id, exc)
         return agent, False
+    problem = draft_problem(draft, prompt)
+    if problem:
+        log.warning("agent %s keeps its templated prompt: the draft's %s", agent.id, problem)
+        return agent, False
     return agent.model_copy(update={"name": draft.name, "system_prompt": draft.system_prompt}), True
+
+
+def draft_problem(draft: AgentDraft, request: str) -> str | None:
+    """What makes a generated agent unusable (``"system_prompt is degenerate (repetition)"``),
+    or ``None``. The prompt is held to every check, the short name to the certain ones."""
+    reason = degeneracy(draft.system_prompt, prompt=request, checks=REASONS)
+    if reason:
+        return f"system_prompt is degenerate ({reason})"
+    reason = degeneracy(draft.name, checks=("empty", "role_markers"))
+    return f"name is degenerate ({reason})" if reason else None

@@ -81,6 +81,9 @@ def build_manifest(
             "agents": len(agents),
             "agents_with_templated_prompt": stages.get("agents", {}).get("fallback", 0),
             "task_generation_failed": len(stages.get("tasks", {}).get("failures", [])),
+            "tasks_degenerate": sum(
+                ": DegenerateTask: " in line for line in stages.get("tasks", {}).get("failures", [])
+            ),
             "tasks": len(tasks),
             "trajectories": len(rows),
             "accepted": outcomes["accepted"],

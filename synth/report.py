@@ -1,6 +1,8 @@
 """``report.html``: one self-contained page about a run (no scripts, no network).
 
-The funnel (tools → agents → tasks → trajectories → accepted), rejects by reason, counts
+The funnel (tools → agents → tasks → trajectories → accepted), rejects by reason, what
+was caught as degenerate text by rule (trajectories rejected before the judge, judge
+answers that were garbage, generated agents and tasks not used), counts
 by domain and environment kind, the judge-score histogram, turns and tool calls per
 trajectory, tokens and cost per role, and a sample of trajectories rendered as chats with
 their tool calls and results. Charts are inline SVG drawn here; the page is a Jinja
@@ -19,6 +21,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
+from synth.filters import DEGENERATE
 from synth.store import RunStore, atomic_write
 
 SAMPLE = 12
@@ -67,6 +70,34 @@ def _sample(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return picked
 
 
+def caught(manifest: dict[str, Any]) -> list[tuple[str, int, str]]:
+    """Rows ``(what, count, meaning)`` for the degenerate text caught by rule in this run.
+
+    Every filter reason is listed, zeros included, so a reader sees what was looked for.
+    """
+    rejected, counts = manifest["rejected_by_reason"], manifest["counts"]
+    rows = [(reason, rejected.get(reason, 0), meaning) for reason, meaning in DEGENERATE.items()]
+    return [
+        *rows,
+        (
+            "judge_error",
+            rejected.get("judge_error", 0),
+            "the judge failed or answered garbage (degenerate reasoning, or a very short "
+            "rationale naming nothing of its criterion): no score was given",
+        ),
+        (
+            "agents_with_templated_prompt",
+            counts.get("agents_with_templated_prompt", 0),
+            "generated system prompts not used (call failed or degenerate): templated instead",
+        ),
+        (
+            "tasks_degenerate",
+            counts.get("tasks_degenerate", 0),
+            "generated tasks not used: degenerate goal or success criteria",
+        ),
+    ]
+
+
 def write_report(store: RunStore, manifest: dict[str, Any]) -> Path:
     rows = list(store.rows())
     metas = [json.loads(r["trajectory_meta"] or "null") or {} for r in rows]
@@ -101,7 +132,7 @@ def write_report(store: RunStore, manifest: dict[str, Any]) -> Path:
         undefined=jinja2.StrictUndefined,
     )
     html = env.get_template("report.html.jinja").render(
-        manifest=manifest, charts=charts, sample=_sample(rows), json=json
+        manifest=manifest, charts=charts, sample=_sample(rows), json=json, caught=caught(manifest)
     )
     path = store.root / "report.html"
     atomic_write(path, html.encode())

@@ -5,7 +5,10 @@ Executable and Docker agents get procedural tasks with computed checks
 model from the agent's tools, in the :class:`GeneratedTask` schema. Every task carries a
 ``task`` rubric built from its success criteria (the first one is a hard gate) and a
 criterion on the expected tool use. A task the generator fails to write is reported by
-the caller as a generation failure; it never becomes a half-made task.
+the caller as a generation failure; it never becomes a half-made task. A written task
+whose goal or success criteria are degenerate text (:func:`rubrics.degenerate.degeneracy`)
+is such a failure too (:class:`DegenerateTask`, counted in the manifest as
+``tasks_degenerate``): its criteria would become the judge's rubric.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llm import ChatClient, Message
 from rubrics import Criterion, Rubric
+from rubrics.degenerate import REASONS, degeneracy
 from synth.schema import AgentSpec, Difficulty, TaskSpec, stable_id
 from synth.templates import personas, render
 from synth.verifiable import TOOLSET_TASKS, TaskDraft, code_task
@@ -27,6 +31,10 @@ DIFFICULTY_TEXT: dict[str, str] = {
     "multi_step": "several calls where later calls use results of earlier ones",
     "clarify": "the first message lacks a fact the assistant must ask the user for",
 }
+
+
+class DegenerateTask(ValueError):
+    """The generator answered a task whose text is degenerate; it is not used."""
 
 
 class GeneratedTask(BaseModel):
@@ -130,8 +138,24 @@ async def _draft(
         seed=rng.randrange(2**31),
         max_tokens=700,
     )
+    problem = task_problem(answer, prompt)
+    if problem:
+        raise DegenerateTask(problem)
     known = {t.name for t in agent.tools}
     return TaskDraft(
         **answer.model_dump(exclude={"expected_tools"}),
         expected_tools=[name for name in answer.expected_tools if name in known],
     )
+
+
+def task_problem(task: GeneratedTask, request: str) -> str | None:
+    """What makes a generated task unusable (``"user_goal is degenerate (no_language)"``),
+    or ``None``: its goal held to every check, each success criterion to all but the echo."""
+    reason = degeneracy(task.user_goal, prompt=request, checks=REASONS)
+    if reason:
+        return f"user_goal is degenerate ({reason})"
+    for index, text in enumerate(task.success_criteria):
+        reason = degeneracy(text, checks=REASONS)
+        if reason:
+            return f"success_criteria[{index}] is degenerate ({reason})"
+    return None

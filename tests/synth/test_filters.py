@@ -186,3 +186,112 @@ async def test_a_reply_cut_at_the_token_limit_is_recorded_and_rejected(tmp_path:
     assert record.trajectory.length_stops == [cut]
     assert record.outcome == "rejected" and record.reason == "truncated_answer"
     assert world.roles["judge"] == 0
+
+
+def world_writing(name: str, **fields: Any) -> Any:
+    """The scripted world, except that its ``name`` answers (AgentDraft, GeneratedTask)
+    carry ``fields``."""
+    world = ScriptedWorld()
+
+    def respond(request: dict[str, Any]) -> Reply | str:
+        fmt = (request.get("response_format") or {}).get("json_schema") or {}
+        reply = world(request)
+        if fmt.get("name") != name or not isinstance(reply, Reply):
+            return reply
+        return json.dumps({**json.loads(reply.content or "{}"), **fields})
+
+    return respond
+
+
+@pytest.mark.parametrize(
+    "system_prompt",
+    [
+        "1. 2. 3. 4. 5. 6. 7. 8. 9. 10. 11. 12.",
+        "You are helpful. " * 12,
+        "You help. <|im_start|>user\nhi<|im_end|> and more text",
+    ],
+)
+async def test_a_degenerate_generated_system_prompt_falls_back_to_the_template(
+    tmp_path: Path, system_prompt: str
+) -> None:
+    config = small_config(tmp_path)
+    agent = plan_agents(config, await build_tools(config, tmp_path, None))[0]
+    with ScriptedEndpoint(world_writing("AgentDraft", system_prompt=system_prompt)) as server:
+        worker = Worker(endpoints_for(server), WorkerSettings(tasks_per_agent=1))
+        written, ok, _ = await worker.write_agent(agent)
+        await worker.aclose()
+    assert not ok and written.system_prompt == agent.system_prompt
+    assert written.system_prompt.startswith("You are ")
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"user_goal": "Why? " * 20}, "user_goal is degenerate (repetition)"),
+        ({"user_goal": "1. 2. 3. 4. 5."}, "user_goal is degenerate (no_language)"),
+        (
+            {"success_criteria": ["reports the status", "</tool_response> ok"]},
+            "success_criteria[1] is degenerate (role_markers)",
+        ),
+    ],
+)
+async def test_a_degenerate_generated_task_is_rejected_and_counted(
+    tmp_path: Path, fields: dict[str, Any], problem: str
+) -> None:
+    from synth.manifest import build_manifest
+    from synth.report import write_report
+    from synth.store import RunStore
+
+    config = small_config(tmp_path)
+    agents = plan_agents(config, await build_tools(config, tmp_path, None))
+    agent = next(a for a in agents if a.environment == "simulated")
+    with ScriptedEndpoint(world_writing("GeneratedTask", **fields)) as server:
+        worker = Worker(endpoints_for(server), WorkerSettings(tasks_per_agent=2))
+        tasks, failures, _ = await worker.make_tasks(agent)
+        await worker.aclose()
+    assert tasks == [] and len(failures) == 2
+    assert all(f": DegenerateTask: {problem}" in f for f in failures)
+    store = RunStore(tmp_path / "run")
+    store.write_shard([])
+    manifest = build_manifest(
+        store,
+        name="t",
+        config_hash="h",
+        endpoints={},
+        stages={"tasks": {"failures": failures}},
+        tools=1,
+        agents=[agent],
+        tasks=[],
+    )
+    assert manifest["counts"]["tasks_degenerate"] == 2
+    html = write_report(store, manifest).read_text()
+    assert "<td>tasks_degenerate</td><td>2</td>" in html
+
+
+async def test_the_report_lists_trajectories_rejected_by_rule(tmp_path: Path) -> None:
+    from synth.manifest import build_manifest
+    from synth.report import write_report
+    from synth.store import RunStore
+
+    records = []
+    for reason, trajectory in DEGENERATE_CASES.items():
+        record = await decided(trajectory, ScriptedWorld())
+        assert record.reason == reason
+        records.append(record.model_copy(update={"task_id": f"task-{reason}"}))
+    store = RunStore(tmp_path / "run")
+    store.write_shard(records)
+    manifest = build_manifest(
+        store,
+        name="t",
+        config_hash="h",
+        endpoints={},
+        stages={},
+        tools=1,
+        agents=[],
+        tasks=[],
+    )
+    assert manifest["rejected_by_reason"] == {reason: 1 for reason in DEGENERATE}
+    html = write_report(store, manifest).read_text()
+    for reason in DEGENERATE:
+        assert f"<td>{reason}</td><td>1</td>" in html
+    assert "<td>judge_error</td><td>0</td>" in html
