@@ -34,15 +34,17 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sandboxes.base import Environment, SandboxError, ToolFailure, jsonable
+from tool_registry import ToolSpec
 from tool_registry.importers.mcp_server import (
     MCPImportError,
     failure_reason,
     import_specs,
+    list_mcp_tools,
     stderr_tail,
 )
 
@@ -118,6 +120,42 @@ class MCPServerConfig(BaseModel):
         )
 
 
+def offered_specs(server: MCPServerConfig, tools: list[Any]) -> list[ToolSpec]:
+    """ToolSpecs of the listed ``tools`` the agent may see under ``server``'s filters and
+    overrides; :class:`MCPImportError` when the config names a tool the server lacks."""
+    names = sorted(t.name for t in tools)
+    for field in ("reset_tool", "state_tool"):
+        wanted = getattr(server, field)
+        if wanted and wanted not in names:
+            raise MCPImportError(
+                f"{field}: the server lists no tool named {wanted!r} "
+                f"(it lists: {', '.join(names) or 'nothing'})"
+            )
+    origin = shlex.join(server.command)
+    report = import_specs(
+        tools,
+        origin,
+        allow=server.allow,
+        deny=[*server.deny, *sorted(server.harness_tools())],
+        read_only=server.read_only,
+        writes=server.writes,
+    )
+    for problem in report.problems:
+        log.warning("MCP server `%s`: skipped %s", origin, problem)
+    return report.specs
+
+
+async def list_server_tools(server: MCPServerConfig) -> list[ToolSpec]:
+    """The tools an agent of ``server`` will be offered, listed from a server started as
+    for an episode (in a scratch directory, removed after); :class:`MCPImportError`
+    when it cannot be listed or the config names a tool it lacks."""
+    with tempfile.TemporaryDirectory(prefix="summit-mcp-") as scratch:
+        command, env, cwd = server.launch(Path(scratch), "listing")
+        Path(cwd).mkdir(parents=True, exist_ok=True)
+        tools = await list_mcp_tools(command, server.timeout_s, env=env, cwd=cwd)
+    return offered_specs(server, tools)
+
+
 class MCPEnvironment(Environment):
     def __init__(
         self, server: MCPServerConfig | list[str], *, timeout_s: float | None = None
@@ -185,32 +223,14 @@ class MCPEnvironment(Environment):
                 f"MCP server `{shlex.join(command)}` failed to start: {reason}"
             ) from exc
         self._stack, self._session = stack, session
-        self._offer(listed.tools, errlog)
+        self._offer(listed.tools)
 
-    def _offer(self, tools: list[Any], errlog: IO[str]) -> None:
+    def _offer(self, tools: list[Any]) -> None:
         """Keep the tools the agent may see; a config naming absent tools fails the start."""
-        names = sorted(t.name for t in tools)
-        for field in ("reset_tool", "state_tool"):
-            wanted = getattr(self.server, field)
-            if wanted and wanted not in names:
-                raise SandboxError(
-                    f"{field}: the server lists no tool named {wanted!r} "
-                    f"(it lists: {', '.join(names) or 'nothing'})"
-                )
         try:
-            report = import_specs(
-                tools,
-                shlex.join(self.command),
-                allow=self.server.allow,
-                deny=[*self.server.deny, *sorted(self.server.harness_tools())],
-                read_only=self.server.read_only,
-                writes=self.server.writes,
-            )
+            self.tools = {s.name: s for s in offered_specs(self.server, tools)}
         except MCPImportError as exc:
             raise SandboxError(str(exc)) from exc
-        for problem in report.problems:
-            log.warning("MCP server `%s`: skipped %s", shlex.join(self.command), problem)
-        self.tools = {s.name: s for s in report.specs}
 
     def _observation(self) -> str:
         return f"MCP tools ready: {', '.join(sorted(self.tools))}"

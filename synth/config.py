@@ -29,6 +29,7 @@ from llm.endpoints import check_preset
 from llm.yamlconf import TextFile, checking_files, load_yaml_model
 from rubrics import Rubric, library
 from rubrics.loader import require
+from sandboxes.mcp_env import MCPServerConfig
 from synth.schema import Difficulty
 from tool_registry.evolution import EvolveConfig
 
@@ -70,12 +71,13 @@ class Endpoints(_Strict):
     """Scores trajectories against their rubrics."""
 
 
-class McpServer(_Strict):
-    """A real MCP server (stdio) whose tools become MCP-environment agents."""
+class McpServer(MCPServerConfig):
+    """A real MCP server (stdio) whose tools become MCP-environment agents; how each
+    episode's state is kept apart is set by the fields of
+    :class:`sandboxes.mcp_env.MCPServerConfig` (``env``, ``cwd``, ``reset_tool``,
+    ``state_tool``, ``allow``, ``deny``, ...)."""
 
     name: str
-    command: list[str] = Field(min_length=1)
-    """Command line that starts the server, e.g. ``[python, -m, mcp_server_time]``."""
 
     @field_validator("command")
     @classmethod

@@ -145,6 +145,7 @@ def settings(config: SynthConfig, run_id: str = "") -> WorkerSettings:
         tasks_per_agent=config.tasks.per_agent,
         difficulties=tuple(config.tasks.difficulties),
         sandbox_labels={"summit.run": run_id} if run_id else {},
+        mcp_servers={server.name: server for server in config.tools.mcp_servers},
     )
 
 

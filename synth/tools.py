@@ -10,17 +10,16 @@ executable tool sets and the ``run_python`` tool. The result is saved as
 from __future__ import annotations
 
 import logging
-import shlex
 from pathlib import Path
 
 from llm import ChatClient
 from sandboxes.executable import ToolSet
+from sandboxes.mcp_env import list_server_tools
 from sandboxes.toolsets import TOOLSETS
 from synth.agents import ToolSource
 from synth.config import SynthConfig
 from tool_registry import ToolRepository, ToolSpec
 from tool_registry.evolution import Evolution
-from tool_registry.importers.mcp_server import import_specs, list_mcp_tools
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +47,9 @@ async def build_tools(config: SynthConfig, out: Path, generator: ChatClient | No
     if config.environment_mix.mcp > 0:
         for server in config.tools.mcp_servers:
             try:
-                listed = await list_mcp_tools(server.command)
+                specs = await list_server_tools(server)
             except Exception as exc:
                 raise TaskError(f"MCP server {server.name!r} failed: {exc}") from exc
-            specs = import_specs(listed, shlex.join(server.command)).specs
             mcp[server.name] = (server.command, specs)
     toolsets: dict[str, list[ToolSpec]] = {}
     if config.environment_mix.executable > 0:

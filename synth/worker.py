@@ -17,7 +17,7 @@ from llm import ChatClient, Endpoint
 from rubrics import Rubric
 from sandboxes.base import Environment
 from sandboxes.executable import ExecutableEnvironment
-from sandboxes.mcp_env import MCPEnvironment
+from sandboxes.mcp_env import MCPEnvironment, MCPServerConfig
 from sandboxes.simulated import SimulatedEnvironment
 from sandboxes.toolsets import TOOLSETS
 from synth.agents import write_agent
@@ -48,6 +48,9 @@ class WorkerSettings:
     sandbox_pool: int = 2
     sandbox_labels: dict[str, str] = field(default_factory=dict)
     """Put on this job's sandbox containers, so the driver can sweep them when it stops."""
+    mcp_servers: dict[str, MCPServerConfig] = field(default_factory=dict)
+    """The configured MCP servers by name (an MCP agent's ``domain``): how its episodes
+    start the server and keep their state apart."""
 
 
 class Worker:
@@ -110,7 +113,8 @@ class Worker:
                 raise ValueError(f"agent {agent.id}: unknown tool set {agent.toolset!r}")
             return ExecutableEnvironment(TOOLSETS[agent.toolset])
         if agent.environment == "mcp":
-            return MCPEnvironment(list(agent.mcp_command or []))
+            server = self.settings.mcp_servers.get(agent.domain)
+            return MCPEnvironment(server or list(agent.mcp_command or []))
         if agent.environment == "docker":
             from sandboxes.code_env import CodeEnvironment
 

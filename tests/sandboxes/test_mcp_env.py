@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from llm import FunctionCall, ToolCall
 from sandboxes.base import SandboxError
 from sandboxes.executable import state_matches
-from sandboxes.mcp_env import MCPEnvironment, MCPServerConfig
+from sandboxes.mcp_env import MCPEnvironment, MCPServerConfig, list_server_tools
+from tool_registry.importers.mcp_server import MCPImportError
 
 FRAGILE = [sys.executable, str(Path(__file__).resolve().parent / "fixtures" / "fragile_server.py")]
 pytestmark = pytest.mark.integration
@@ -268,3 +269,21 @@ async def test_a_relative_server_path_fails_with_the_servers_own_complaint() -> 
     with pytest.raises(SandboxError, match=r"failed to start.*no_such_server\.py"):
         await env.reset()
     await env.close()
+
+
+async def test_listing_a_server_offers_what_its_episodes_will_offer() -> None:
+    config = notes_server(
+        reset_tool="reset_notes",
+        deny=["call_log"],
+        read_only=["list_notes"],
+        env={"NOTES_FILE": "{episode_dir}/n.json"},
+    )
+    specs = await list_server_tools(config)
+    assert {s.name: s.side_effect for s in specs} == {
+        "add_note": "write",
+        "list_notes": "read",
+        "whoami": "read",
+        "dump_state": "read",
+    }
+    with pytest.raises(MCPImportError, match="state_tool: the server lists no tool named 'x'"):
+        await list_server_tools(notes_server(state_tool="x"))
