@@ -59,12 +59,19 @@ def build(root: Path) -> Path:
 def install(root: Path | None = None) -> Path:
     """Build the model under ``root`` unless it is there, and put ``root`` on NLTK's path.
 
+    Without ``root``, an English Punkt model NLTK already finds (its own, installed by
+    hand) is used as it is; else the one under :func:`data_root`.
+
     >>> import nltk; install(); nltk.sent_tokenize("Dr. Smith left. He ran.")
     ['Dr. Smith left.', 'He ran.']
     """
     import nltk
 
-    root = root or data_root()
+    if root is None:
+        try:
+            return Path(nltk.data.find("tokenizers/punkt_tab/english/"))
+        except LookupError:
+            root = data_root()
     model = root / "tokenizers" / "punkt_tab" / "english"
     if not all((model / name).is_file() for name in _FILES):
         build(root)

@@ -56,7 +56,7 @@ CASES = [
     (BulletCount(n=2), "* one\n* two", "* one\n* two\n* three"),
     (Sections(n=2), "SECTION 1\nintro\nSECTION 2\nend", "SECTION 1\nall of it"),
     (Title(), "<<a title>>\nbody", "A title\nbody"),
-    (Uppercase(), "THE WEATHER IS NICE TODAY.", "The Weather Is Nice Today."),
+    (Uppercase(), "NATURE TEACHES PATIENCE TO THOSE WHO LISTEN.", "Nature Teaches Patience."),
     (Uppercase(), "THE WEATHER IS NICE TODAY.", "LE TEMPS EST TRÈS BEAU AUJOURD'HUI À PARIS."),
     (Lowercase(), "the weather is nice today.", "The weather is nice today."),
     (Lowercase(), "the weather is nice today.", "le temps est très beau aujourd'hui à paris."),
