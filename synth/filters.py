@@ -8,8 +8,9 @@ text and names the first problem with a reject reason of its own (:data:`DEGENER
 What counts: every assistant message with text (tool-call-only turns are fine), and the
 final answer — the text of the last assistant message, empty when the agent's last act
 was a tool call. Tool results and user turns are not the agent's words and are not
-checked. A final answer that is a short value (``150.00``, ``12:30 PM``) is never
-``no_language``; code and JSON carry enough letters to pass.
+checked. A final answer that is a short value (one or two parts, under
+:data:`SHORT_VALUE` characters: ``150.00``, ``12:30 PM``) is never ``no_language``, while
+``1. 2. 3. 4.`` is; code and JSON carry enough letters to pass.
 
 Not here: whether a well-formed answer is right (the verifiable checks, the judge).
 """
@@ -36,7 +37,7 @@ DEGENERATE: dict[str, str] = {
 """Reject reasons of the filter, in the order they are checked, with what they mean."""
 
 SHORT_VALUE = 16
-"""Final answers with fewer visible characters than this are values, never ``no_language``."""
+"""Final answers of one or two parts and fewer visible characters than this are values."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,12 @@ def final_answer(messages: list[dict[str, Any]]) -> tuple[int, str] | None:
         if messages[index].get("role") == "assistant":
             return index, _text(messages[index])
     return None
+
+
+def _short_value(text: str) -> bool:
+    """``150.00``, ``12:30 PM``, ``A-17``: an answer made of a value, not a list of nothing."""
+    visible = sum(1 for c in text if not c.isspace())
+    return visible < SHORT_VALUE and len(text.split()) <= 2
 
 
 def _quote(index: int, text: str) -> str:
@@ -87,7 +94,6 @@ def screen(trajectory: Trajectory, prompt: str = "") -> Screened | None:
         return Screened("truncated_answer", _quote(index, text[-160:]))
     if prompt and echoes(text, prompt):
         return Screened("echoed_prompt", _quote(index, text))
-    visible = sum(1 for c in text if not c.isspace())
-    if visible >= SHORT_VALUE and no_language(text):
+    if not _short_value(text) and no_language(text):
         return Screened("no_language", _quote(index, text))
     return None

@@ -82,6 +82,12 @@ DEGENERATE_CASES = {
 }
 
 
+@pytest.mark.parametrize("answer", ["1. 2. 3. 4. 5.", "- * - * - * 6", "### 1\n### 2"])
+def test_a_short_list_of_nothing_is_no_language(answer: str) -> None:
+    found = screen(played(answer))
+    assert found is not None and found.reason == "no_language"
+
+
 def test_every_reason_has_a_planted_case() -> None:
     assert set(DEGENERATE_CASES) == set(DEGENERATE)
 
