@@ -13,7 +13,9 @@ actor), so all actors together never exceed it.
 
 A restarted actor's calls wait for a node to host it, for ever if none is left, so while
 no result comes back the driver looks at the cluster every ``WAIT_S`` seconds and raises
-:class:`ClusterLost` once a node has died and no live node can host an actor. An actor
+:class:`ClusterLost` once a node has died and no live node can host an actor, or once the
+head's GCS no longer accepts a connection (asked directly: Ray's client would wait a
+minute for it, then end the process from C++). An actor
 Ray gives up on (``ActorDiedError``: its node died) is replaced and its items go again,
 without counting against them: they did not fail, their actor did.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -38,6 +41,8 @@ WAIT_S = 5.0
 """How often the driver looks at the cluster while no result comes back."""
 CLOSE_S = 5.0
 """How long the actors get to close their clients and sandboxes before they are killed."""
+HEAD_TIMEOUT_S = 5.0
+"""How long the cluster's head (its GCS) gets to accept a connection before it counts as lost."""
 
 
 class ClusterLost(Exception):
@@ -100,6 +105,8 @@ class ActorPool:
         self.replaced = 0
         self._load = [0] * actors
         self._nodes = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+        self.head_lost = False
+        """Set once the head is gone: no Ray call can be answered any more."""
 
     def submit(self, method: str, *args: Any) -> tuple[int, Any]:
         index = min(range(len(self.actors)), key=self._load.__getitem__)
@@ -124,7 +131,18 @@ class ActorPool:
 
     def check_cluster(self) -> None:
         """Raise :class:`ClusterLost` when a node alive at the start has died and no live
-        node has the CPUs of an actor (its calls would wait for ever)."""
+        node has the CPUs of an actor (its calls would wait for ever), or once the head
+        node is gone: Ray's own client would wait a minute for it and then end the process
+        from C++, so the socket is asked first."""
+        address = ray.get_runtime_context().gcs_address
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=HEAD_TIMEOUT_S).close()
+        except OSError as exc:
+            self.head_lost = True
+            raise ClusterLost(
+                f"Ray head node at {address} died (its GCS does not answer: {exc.strerror or exc})"
+            ) from exc
         try:
             nodes = ray.nodes()
         except Exception as exc:  # any failure to answer means the same here
@@ -141,7 +159,9 @@ class ActorPool:
 
     def shutdown(self) -> None:
         """Let the actors close their clients and sandboxes (``CLOSE_S`` at most), then
-        kill them."""
+        kill them; nothing to do once the head is gone (they went with it)."""
+        if self.head_lost:
+            return
         try:
             closing = [actor.close.remote() for actor in self.actors]
             ray.wait(closing, num_returns=len(closing), timeout=CLOSE_S)

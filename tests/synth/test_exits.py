@@ -1,6 +1,7 @@
 """How ``python -m synth run`` ends when it cannot finish: stopped by Ctrl-C or SIGTERM, a
-full disk, a lost Ray node, every task failed. Each ends with one line and an exit status
-that says so, leaves no process behind, and a rerun of the same command finishes exact.
+full disk, a lost Ray node, a lost cluster, every task failed. Each ends with one line and
+an exit status that says so (its own, never an abort's on the way out), leaves no process
+behind, and a rerun of the same command finishes exact.
 
 Real processes and a real local Ray cluster (127.0.0.1) against the scripted world. The
 world holds every request once the judge has answered twice (``held_after``), so the job
@@ -56,12 +57,18 @@ def standing_still(
             gate.set()
 
 
+ABORTS = ("terminate called", "Fatal Python error", "Aborted", "core dumped", "SIGABRT")
+"""What an abort at interpreter shutdown leaves on stderr (a compiled library's thread
+still running while Python tears down)."""
+
+
 def assert_ended_cleanly(job: Any, status: int, last_line: str) -> None:
-    """``status``, a last line that starts with ``last_line``, no traceback, no process
-    left behind."""
+    """``status`` (the job's own, not a signal's), a last line that starts with
+    ``last_line``, no traceback, no abort on the way out, no process left behind."""
     assert job.finish() == status, job.stderr[-4000:]
     assert job.last_line().startswith(last_line), job.last_line()
     assert "Traceback" not in job.stderr
+    assert not [mark for mark in ABORTS if mark in job.stderr], job.stderr[-4000:]
     assert not job.leftovers()
 
 
@@ -142,3 +149,37 @@ def test_a_job_whose_every_task_failed_exits_non_zero_in_one_line(
         mix = {"simulated": 1.0, "executable": 0.0, "docker": 0.0}  # every task is judged
         job = synth_jobs(job_config(tmp_path / "out", server.url, environment_mix=mix))
         assert_ended_cleanly(job, 1, "error: every one of the 16 tasks failed (judge_error: 16)")
+
+
+def test_a_job_whose_whole_ray_cluster_died_fails_in_one_line_and_resumes(
+    tmp_path: Path, synth_jobs: Callable[..., Any]
+) -> None:
+    """The head's GCS gone too: Ray's own client would wait a minute, then end the process
+    from C++ ("The program will terminate"); the job says so itself, at once."""
+    with standing_still(synth_jobs, tmp_path / "out") as (job, gate, config):
+        cluster = psutil.Process(job.proc.pid).children(recursive=True)
+        assert any(p.name() == "gcs_server" for p in cluster), [p.name() for p in cluster]
+        for proc in cluster:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        assert_ended_cleanly(job, 1, "error: Ray head node at 127.0.0.1:")
+        assert "its GCS does not answer" in job.last_line()
+        assert "The program will terminate" not in job.stderr
+        assert_resumes_exact(synth_jobs, config, gate)
+
+
+def test_a_job_that_generated_no_task_exits_non_zero_in_one_line(
+    tmp_path: Path, synth_jobs: Callable[..., Any]
+) -> None:
+    world = ScriptedWorld()
+
+    def generator_speaks_nonsense(request: dict) -> Reply:
+        reply = world(request)
+        schema = (request.get("response_format") or {}).get("json_schema") or {}
+        return Reply(content="no task today") if schema.get("name") == "GeneratedTask" else reply
+
+    with ScriptedEndpoint(generator_speaks_nonsense) as server:
+        mix = {"simulated": 1.0, "executable": 0.0, "docker": 0.0}  # no templated tasks
+        job = synth_jobs(job_config(tmp_path / "out", server.url, environment_mix=mix))
+        assert_ended_cleanly(job, 1, "error: no task was generated for the 4 agents")
+        assert not (tmp_path / "out" / "tasks.jsonl").exists()  # a rerun tries again
