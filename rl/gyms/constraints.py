@@ -26,7 +26,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
 
-from rl.gyms.text_units import paragraphs, sentences, words
+from rl.gyms.text_units import capital_words, paragraphs, sentences, words
 
 Relation = Literal["at least", "at most"]
 Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -40,7 +40,6 @@ _HIGHLIGHT = re.compile(
     r"\*\*(?!\s)[^\n*]+?(?<!\s)\*\*|(?<![*\w])\*(?!\s)[^\n*]+?(?<!\s)\*(?![*\w])"
 )
 _FIRST_WORD = re.compile(r"[\w'-]+")
-_PUNCTUATION = "\"'“”‘’()[]{}<>.,;:!?*_#`~"
 ANSWER_OPTIONS = ("My answer is yes.", "My answer is no.", "My answer is maybe.")
 _POSTSCRIPT = {"P.S.": r"p\.\s?s\.", "P.P.S": r"p\.\s?p\.\s?s"}
 
@@ -254,12 +253,6 @@ class Lowercase(_Constraint):
 
     def check(self, text: str) -> bool:
         return text.islower() and detected_language(text) == "en"
-
-
-def capital_words(text: str) -> int:
-    """Words written in capitals: "I" and "A" too, "U.S." once, "NASA's" as NASA."""
-    tokens = (t.strip(_PUNCTUATION) for t in text.split())
-    return sum(re.sub(r"['’]s$", "", t).isupper() for t in tokens)
 
 
 class CapitalWordFrequency(_Constraint):

@@ -26,6 +26,7 @@ ABBREVIATIONS |= {"a.m", "p.m", "fig", "dept", "est", "jan", "feb", "aug", "sept
 ABBREVIATIONS |= {"nov", "dec"}
 """Abbreviations that end a sentence only when a capitalised word follows."""
 PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+_PUNCTUATION = "\"'“”‘’()[]{}<>.,;:!?*_#`~"
 
 
 def words(text: str) -> list[str]:
@@ -70,3 +71,9 @@ def sentences(text: str) -> list[str]:
 def paragraphs(text: str) -> list[str]:
     """Blocks separated by a blank line (spaces on it allowed); blank blocks dropped."""
     return [p.strip() for p in PARAGRAPH_BREAK.split(text) if p.strip()]
+
+
+def capital_words(text: str) -> int:
+    """Words written in capitals: "I" and "A" too, "U.S." once, "NASA's" as NASA."""
+    tokens = (t.strip(_PUNCTUATION) for t in text.split())
+    return sum(re.sub(r"['’]s$", "", t).isupper() for t in tokens)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rl.gyms import constraints as cs
-from rl.gyms.text_units import paragraphs, sentences
+from rl.gyms.text_units import capital_words, paragraphs, sentences
 
 
 @pytest.mark.parametrize(
@@ -96,7 +96,7 @@ def test_bold_italic_is_no_paragraph_divider() -> None:
 
 
 def test_capital_words_count_abbreviations_once_and_skip_possessives() -> None:
-    assert cs.capital_words("The U.S. and NASA's I.") == 3
+    assert capital_words("The U.S. and NASA's I.") == 3
 
 
 def test_nth_paragraph_index_skips_blank_paragraphs() -> None:
