@@ -2,7 +2,9 @@
 
 For every gym of the config, its ``eval`` split (never trained on) is sampled ``n`` times
 per task with the checkpoint, at the config's final temperature; the gym's own verifier
-scores each sample and a sample passes when it reaches the gym's ``pass_threshold``.
+scores each sample through the same gate as training (a degenerate completion scores 0
+unverified, :func:`rl.gyms.base.gated_scores`) and a sample passes when it reaches the
+gym's ``pass_threshold``.
 pass@k is the unbiased estimator of Chen et al. (2021), ``1 - C(n-c, k) / C(n, k)``,
 averaged over tasks. Tool-use tasks are played in their executable environment with the
 same tools TRL renders, up to ``grpo.max_tool_calling_iterations`` rounds.
@@ -28,7 +30,7 @@ from llm.progress import DEFAULT_EVERY_S, StageProgress
 from rl.config import TrainConfig
 from rl.environments import environment_class
 from rl.gyms import Gym, Sample, Task
-from rl.gyms.base import PLAIN_ENVIRONMENT
+from rl.gyms.base import PLAIN_ENVIRONMENT, gated_scores
 from rl.trainer import Services, build_gyms, load_policy
 
 log = logging.getLogger(__name__)
@@ -139,7 +141,7 @@ def evaluate_gym(
             for _ in range(n):
                 completion, env = sampler.play(task, environment_class(task.environment)())
                 samples.append(Sample(task.prompt, completion, task.payload, environment=env))
-        results = gym.verify_batch(samples)
+        results, _ = gated_scores(gym, samples)
         per_task.append(sum(gym.passed(r) for r in results))
         scores += [r for r in results if r is not None]
         if progress is not None and bar is not None:

@@ -115,8 +115,13 @@ def reward_functions(
     def decode(ids: list[int]) -> str:
         return str(tokenizer.decode(ids, skip_special_tokens=True))
 
+    # A completion not ending in EOS or padding was cut by TRL's generation cap.
+    ends = {getattr(tokenizer, n, None) for n in ("eos_token_id", "pad_token_id")}
+    stops = {int(i) for i in ends if i is not None}
     funcs = [
-        reward_function(gym, budget=Budget(e.max_tokens, config.budget_penalty), decode=decode)
+        reward_function(
+            gym, budget=Budget(e.max_tokens, config.budget_penalty), decode=decode, stop_ids=stops
+        )
         for gym, e in zip(gyms, config.gyms, strict=True)
     ]
     if config.critic is None:
@@ -129,6 +134,7 @@ def reward_functions(
         critic_backend(config, services),
         num_generations=config.grpo.num_generations,
         scoreboard=board,
+        stop_ids=stops,
     )
     return [_recorded(f, board) for f in funcs] + [critic]
 

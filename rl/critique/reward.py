@@ -6,7 +6,11 @@ list[float | None]``). Per reward call it
 1. cuts the batch into groups (:mod:`rl.critique.groups`) and keeps the rows of the
    configured gyms;
 2. runs the prescriptive pre-checks of the judged rubrics: a flagged completion gets
-   ``precheck_reward`` and is not ranked;
+   ``precheck_reward`` and is not ranked; a degenerate one (the gyms' gate,
+   :func:`rl.gyms.base.text_degeneracy`: empty, an echo of the prompt, a loop, role
+   markers, or cut by the generation cap before it finished a sentence, known from
+   ``stop_ids``) is not ranked either and gets at most 0, however the group is scored, so
+   no critic, however gullible, prefers it or rewards it;
 3. ranks every group with ``rubrics.rank`` against core + prescriptive + the row's own
    rubrics, all groups concurrently, under a per-call budget and a concurrency cap, with
    verdicts cached by (critic version, domain, rubrics, prompt, both completions);
@@ -30,13 +34,14 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from rl.config import CriticConfig
 from rl.critique.agreement import AgreementLog, VerifiedPair, group_agreement, pair_agreement
 from rl.critique.critics import ComparatorFor, CriticBackend
 from rl.critique.groups import Group, groups, key, text_of
+from rl.gyms.base import GYMS, cut, message_texts, text_degeneracy, unfinished
 from rubrics import JudgeError, Ranking, RubricError, library, rank
 from rubrics.critic import Comparator, Preference
 from rubrics.pairing import strategy
@@ -44,6 +49,8 @@ from rubrics.prechecks import CHECKS
 
 log = logging.getLogger(__name__)
 SKIPPED = "skipped: critic call budget spent"
+DEGENERATE = "degenerate"
+"""The flag of a completion the gyms' gate finds degenerate (beside the pre-check names)."""
 
 
 class Scoreboard:
@@ -104,8 +111,11 @@ class CritiqueReward:
         *,
         num_generations: int,
         scoreboard: Scoreboard | None = None,
+        stop_ids: Collection[int] = (),
     ) -> None:
         self.config = config
+        self.stop_ids = set(stop_ids)
+        """Ids a finished completion ends with (EOS, padding); others were cut."""
         self.backend = backend
         self.num_generations = num_generations
         self.scoreboard = scoreboard
@@ -162,7 +172,12 @@ class CritiqueReward:
             "budget": cfg.calls_per_step,
             "semaphore": asyncio.Semaphore(cfg.max_concurrency),
         }
-        flagged = {i: self._flags(text_of(completions[i])) for g in wanted for i in g.indices}
+        ids = kw.get("completion_ids") or [[] for _ in prompts]
+        flagged = {
+            i: self._flags(prompts[i], completions[i], g.domain, cut(ids[i], self.stop_ids))
+            for g in wanted
+            for i in g.indices
+        }
         async with self.backend.connect() as comparator_for:
             rankings = await asyncio.gather(
                 *(self._rank(g, completions, flagged, comparator_for, state, kw) for g in wanted)
@@ -188,8 +203,16 @@ class CritiqueReward:
             log.info("critic rationale: %s", rationale)
         return out, metrics
 
-    def _flags(self, text: str) -> list[str]:
-        return [name for name in self._checks if CHECKS[name](text)]
+    def _flags(self, prompt: Any, completion: Any, domain: str, truncated: bool) -> list[str]:
+        """The pre-checks ``completion`` fails, and ``degenerate`` when the gyms' gate
+        would score it 0 unverified."""
+        text = text_of(completion)
+        flags: list[str] = [name for name in self._checks if CHECKS[name](text)]
+        prompts = [prompt] if isinstance(prompt, str) else message_texts(prompt or [])
+        code = getattr(GYMS.get(domain), "answers_in_code", False)
+        if text_degeneracy(text, prompts, code=code) or (truncated and unfinished(text)):
+            flags.append(DEGENERATE)
+        return flags
 
     def _rubrics_of(self, group: Group, kw: dict[str, Any]) -> list[str]:
         ids = list(self.config.rubrics)
@@ -242,7 +265,8 @@ class CritiqueReward:
         if ranking is None:  # fewer than two rankable completions: nothing to compare
             if len(group.indices) == 1 and not flagged[group.indices[0]]:
                 return None  # a lone completion (a group cut by the batch split)
-            return [low if flagged[i] else 1.0 for i in group.indices]
+            values = [low if flagged[i] else 1.0 for i in group.indices]
+            return _floor_degenerate(group, values, flagged, low)
         errors = [c.error for c in ranking.comparisons if c.error and c.error != SKIPPED]
         resolved = [c for c in ranking.comparisons if c.preference is not None]
         if errors or not ranking.win_rates or not resolved:
@@ -254,7 +278,7 @@ class CritiqueReward:
         if self.config.reward == "centred":
             mean = sum(values) / len(values)
             values = [v - mean for v in values]
-        return values
+        return _floor_degenerate(group, values, flagged, low)
 
     def _agree(
         self,
@@ -299,6 +323,7 @@ class CritiqueReward:
             hits = [name for i in rows for name in flagged[i]]
             for name in self._checks:
                 stats[f"critic/precheck/{name}"] = hits.count(name) / len(rows)
+            stats["critic/degenerate"] = hits.count(DEGENERATE) / len(rows)
         scored = [i for i in rows if rewards[i] is not None]
         if scored:
             values = [float(rewards[i] or 0.0) for i in scored]
@@ -355,6 +380,16 @@ async def _held_out(
             if value is not None:
                 scores.extend([value] * len(chunk))
     return sum(scores) / len(scores) if scores else None
+
+
+def _floor_degenerate(
+    group: Group, values: list[float], flagged: dict[int, list[str]], low: float
+) -> list[float]:
+    """Degenerate rows get ``min(precheck_reward, 0)``, after centring: never a reward."""
+    floor = min(low, 0.0)
+    return [
+        floor if DEGENERATE in flagged[i] else v for i, v in zip(group.indices, values, strict=True)
+    ]
 
 
 def pearson(xs: list[float], ys: list[float]) -> float | None:

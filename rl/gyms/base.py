@@ -7,9 +7,18 @@ that reward out for the sample. Gyms that score in batches (a sandbox pool, conc
 judge calls) override ``verify_batch`` instead. Verifiers never raise on odd completions;
 an exception in one is logged and becomes ``None`` for that batch, never a crashed run.
 
+Before any verifier runs, :func:`gated_scores` scores a *degenerate* completion 0.0 (not
+``None``: degenerate text must be punished, not left out): a final text that is empty,
+echoes a prompt message, loops, writes other turns' role markers
+(:mod:`rubrics.degenerate`), or was cut by the token budget before it finished a single
+sentence or line. A gym cannot be earned by saying nothing, whatever its verifier would
+make of nothing (an instruction-following task whose constraints are all upper bounds or
+exclusions is met by the empty string).
+
 :func:`reward_function` wraps a gym into TRL's seam, ``fn(prompts, completions, **kw) ->
-list[float | None]``: ``None`` for rows of other gyms, the budget penalty applied, and the
-gym's reward mean, pass rate and lengths logged through TRL's ``log_metric``.
+list[float | None]``: ``None`` for rows of other gyms, the gate and the budget penalty
+applied, and the gym's reward mean, pass rate, degenerate share and lengths logged through
+TRL's ``log_metric``.
 
 Not here: which gyms are mixed and how much (``rl.data``), reward weights (``rl.trainer``).
 """
@@ -19,8 +28,10 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
+import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
@@ -28,6 +39,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llm.yamlconf import YamlConfigError, read_text
+from rubrics.degenerate import degeneracy
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +48,18 @@ Messages = list[dict[str, Any]]
 RewardFunc = Callable[..., list[float | None]]
 PLAIN_ENVIRONMENT = "text"
 """The routing key of rows that act in no environment (TRL's ``environment`` column)."""
+_FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
+_FINISHED = re.compile(r"[.!?…](?=[\s\"”')\]]|$)|\S[^\n]*\n")
+"""A sentence end or a whole line: a cut text with neither never finished anything."""
 
 
 class GymError(Exception):
     """A gym cannot be built or cannot load its tasks (bad options, unreadable file)."""
+
+
+class ScoreCountError(GymError):
+    """A verifier returned a different number of scores than it was given samples: a bug
+    in the gym, raised rather than guessed around."""
 
 
 class GymOptions(BaseModel):
@@ -75,6 +95,9 @@ class Sample:
     environment: Any = None
     """The TRL environment instance the roll-out acted in, where there is one."""
     tokens: int = 0
+    truncated: bool = False
+    """The text was cut (by the gym's token budget or the generation cap): it stops where
+    the cut fell, not where the model ended, so its last line is no final answer."""
 
     @property
     def text(self) -> str:
@@ -91,6 +114,11 @@ class Sample:
             if message.get("role") == "user":
                 return str(message.get("content") or "")
         return ""
+
+    @property
+    def prompt_texts(self) -> list[str]:
+        """Every prompt message's text (system and user), for the prompt-echo check."""
+        return message_texts(self.prompt)
 
 
 @dataclass
@@ -132,6 +160,9 @@ class Gym(ABC):
     Options: ClassVar[type[GymOptions]] = GymOptions
     pass_threshold: ClassVar[float] = 1.0
     """A sample whose score reaches this counts as passed (pass rates, pass@k)."""
+    answers_in_code: ClassVar[bool] = False
+    """Answers are code: a fenced block is one word to the loop check, since code repeats
+    tokens by nature (``[0, 0, 0, 0, 0]``)."""
 
     def __init__(self, options: GymOptions | None = None, resources: Resources | None = None):
         self.options = options if options is not None else self.Options()
@@ -149,6 +180,14 @@ class Gym(ABC):
 
     def verify_batch(self, samples: list[Sample]) -> list[float | None]:
         return [self.verify(s) for s in samples]
+
+    def degeneracy(self, sample: Sample) -> str | None:
+        """Why ``sample`` scores 0.0 without being verified (a reason of
+        :mod:`rubrics.degenerate`, or ``truncated``), or ``None`` when it is verified."""
+        reason = text_degeneracy(sample.text, sample.prompt_texts, code=self.answers_in_code)
+        if reason is None and sample.truncated and unfinished(sample.text):
+            return "truncated"
+        return reason
 
     def passed(self, score: float | None) -> bool:
         return score is not None and score >= self.pass_threshold - 1e-9
@@ -185,18 +224,78 @@ class Budget:
     penalty: float = 0.0
 
 
+def message_texts(messages: Sequence[dict[str, Any]]) -> list[str]:
+    """The non-empty string contents of ``messages``."""
+    return [m["content"] for m in messages if isinstance(m.get("content"), str) and m["content"]]
+
+
+def text_degeneracy(text: str, prompts: Sequence[str] = (), *, code: bool = False) -> str | None:
+    """Why ``text`` is degenerate, or ``None``: empty, an echo of any one prompt message (or
+    of all of them), a loop, role markers (:func:`rubrics.degenerate.degeneracy`).
+
+    ``code``: a fenced code block counts as one word (a hash of its text) in the loop
+    check, so ``[0, 0, 0, 0, 0]`` inside code is no loop but the same block twelve times is.
+
+    >>> text_degeneracy("Paris", ["What is the capital of France?"]) is None
+    True
+    """
+    if degeneracy(text, checks=("empty",)):
+        return "empty"
+    echoed = [*prompts, "\n".join(prompts)] if len(prompts) > 1 else list(prompts)
+    if any(degeneracy(text, prompt=p, checks=("prompt_echo",)) for p in echoed):
+        return "prompt_echo"
+    if degeneracy(_blocks_as_words(text) if code else text, checks=("repetition",)):
+        return "repetition"
+    return degeneracy(text, checks=("role_markers",))
+
+
+def _blocks_as_words(text: str) -> str:
+    return _FENCED.sub(lambda m: f" block{zlib.crc32(m.group().encode()):08x} ", text)
+
+
+def unfinished(text: str) -> bool:
+    """No sentence end and no whole line: a text cut here had said nothing complete yet."""
+    return not _FINISHED.search(text)
+
+
+def cut(ids: Sequence[int], stop_ids: Collection[int]) -> bool:
+    """The completion ``ids`` end in none of ``stop_ids`` (EOS, padding): the generation cap
+    cut it. Never true without ``stop_ids``."""
+    return bool(stop_ids) and bool(ids) and ids[-1] not in stop_ids
+
+
+def gated_scores(gym: Gym, samples: list[Sample]) -> tuple[list[float | None], list[str | None]]:
+    """Scores of ``samples`` and why each degenerate one was not verified.
+
+    A degenerate sample (:meth:`Gym.degeneracy`) scores 0.0 and never reaches the
+    verifier (no sandbox run, no judge call); the others are scored by ``verify_batch``.
+    Training (:func:`reward_function`) and evaluation (``rl.evaluate``) both score here.
+    """
+    reasons = [gym.degeneracy(s) for s in samples]
+    rest = [s for s, reason in zip(samples, reasons, strict=True) if reason is None]
+    verified = gym.verify_batch(rest) if rest else []
+    if len(verified) != len(rest):
+        raise ScoreCountError(f"gym {gym.name}: {len(verified)} scores for {len(rest)} samples")
+    scores = iter(verified)
+    return [0.0 if reason else next(scores) for reason in reasons], reasons
+
+
 def reward_function(
     gym: Gym,
     *,
     budget: Budget | None = None,
     decode: Callable[[list[int]], str] | None = None,
+    stop_ids: Collection[int] | None = None,
 ) -> RewardFunc:
     """TRL's reward seam for ``gym``: rows of other gyms get ``None``.
 
     ``decode`` turns completion ids back into text; it is needed to truncate an over-budget
-    single-message completion before scoring it.
+    single-message completion before scoring it. ``stop_ids`` are the ids a finished
+    completion ends with (EOS, padding): one ending otherwise was cut by TRL's generation
+    cap, and is scored as truncated like one cut by the budget.
     """
     budget = budget or Budget()
+    stops = set(stop_ids or ())
 
     def reward(prompts: list[Any], completions: list[Any], **kw: Any) -> list[float | None]:
         gyms = kw.get("gym") or [None] * len(prompts)
@@ -209,40 +308,41 @@ def reward_function(
         samples, over = [], []
         for i in mine:
             completion = _as_messages(completions[i])
-            tokens = len(ids[i])
-            over_budget = budget.max_tokens is not None and tokens > budget.max_tokens
-            if over_budget and decode is not None and len(completion) == 1:
-                cut = decode(list(ids[i])[: budget.max_tokens])
-                completion = [{**completion[0], "content": cut}]
+            tokens = list(ids[i])
+            over_budget = budget.max_tokens is not None and len(tokens) > budget.max_tokens
+            shortened = over_budget and decode is not None and len(completion) == 1
+            if shortened and decode is not None:
+                completion = [{**completion[0], "content": decode(tokens[: budget.max_tokens])}]
+            capped = cut(tokens, stops)
             samples.append(
                 Sample(
                     prompt=_as_messages(prompts[i], role="user"),
                     completion=completion,
                     payload=_payload(kw.get("task"), i),
                     environment=environments[i],
-                    tokens=tokens,
+                    tokens=len(tokens),
+                    truncated=shortened or capped,
                 )
             )
             over.append(over_budget)
-        scores = _safe_scores(gym, samples)
+        scores, reasons = _safe_scores(gym, samples)
         for i, score, is_over in zip(mine, scores, over, strict=True):
             out[i] = None if score is None else score - (budget.penalty if is_over else 0.0)
-        _log(kw.get("log_metric"), gym, samples, [scores, [out[i] for i in mine]], over)
+        _log(kw.get("log_metric"), gym, samples, [scores, [out[i] for i in mine]], over, reasons)
         return out
 
     reward.__name__ = gym.name
     return reward
 
 
-def _safe_scores(gym: Gym, samples: list[Sample]) -> list[float | None]:
+def _safe_scores(gym: Gym, samples: list[Sample]) -> tuple[list[float | None], list[str | None]]:
     try:
-        scores = gym.verify_batch(samples)
+        return gated_scores(gym, samples)
+    except ScoreCountError:
+        raise
     except Exception as exc:  # noqa: BLE001 - a verifier bug is a missing reward, not a dead run
         log.warning("gym %s: verifier failed on %d samples: %s", gym.name, len(samples), exc)
-        return [None] * len(samples)
-    if len(scores) != len(samples):
-        raise GymError(f"gym {gym.name}: {len(scores)} scores for {len(samples)} samples")
-    return scores
+        return [None] * len(samples), [None] * len(samples)
 
 
 def _log(
@@ -251,8 +351,10 @@ def _log(
     samples: list[Sample],
     scores_and_rewards: list[list[float | None]],
     over: list[bool],
+    reasons: list[str | None],
 ) -> None:
-    """Per gym: mean reward (after the budget penalty), pass rate (before it), lengths."""
+    """Per gym: mean reward (after the budget penalty), pass rate (before it), the share
+    of degenerate completions (scored 0 unverified), lengths."""
     if log_metric is None:
         return
     scores, rewards = scores_and_rewards
@@ -263,6 +365,7 @@ def _log(
         log_metric(f"gym/{gym.name}/pass_rate", sum(gym.passed(s) for s in known) / len(known))
     log_metric(f"gym/{gym.name}/completion_tokens", sum(s.tokens for s in samples) / len(samples))
     log_metric(f"gym/{gym.name}/over_budget", sum(over) / len(over))
+    log_metric(f"gym/{gym.name}/degenerate", sum(r is not None for r in reasons) / len(reasons))
 
 
 def _as_messages(value: Any, role: str = "assistant") -> Messages:

@@ -9,13 +9,20 @@ function body is completed with the prompt's signature. Reward: 1 when the tests
 per snippet). Each program ends by printing a fresh random token, and a run passes only
 when it exits 0 *and* printed it, so ``sys.exit(0)`` before the tests is no pass.
 
+Tests that pass with no solution at all (bare ``assert True``, a ``check`` function that
+nothing calls because the row names no ``entry_point``) verify nothing: each distinct test
+group is also run once against an empty solution, and where it passes, the samples of that
+task score ``None`` (cannot say) with a warning, never 1. Empty or degenerate answers are
+scored 0 by the gate in :mod:`rl.gyms.base` before any of this runs.
+
 Not here: languages other than Python, or performance limits beyond the sandbox's.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +39,7 @@ from rl.gyms.base import (
     split_items,
 )
 
+log = logging.getLogger(__name__)
 INSTRUCTION = "Write a Python solution. Answer with the complete code in one ```python block."
 
 
@@ -57,6 +65,7 @@ class CodeGym(Gym):
     name = "code"
     Options = CodeOptions
     options: CodeOptions
+    answers_in_code = True
 
     def load(self, split: Split) -> list[Task]:
         o = self.options
@@ -87,26 +96,58 @@ class CodeGym(Gym):
         ]
 
     def verify_batch(self, samples: list[Sample]) -> list[float | None]:
-        from sandboxes.code import program_with_tests, run_programs
+        from sandboxes.code import program_with_tests
 
-        programs: list[str] = []
+        programs: list[tuple[str, str]] = []
         owners: list[int] = []
-        tokens: list[str] = []
+        groups: list[tuple[str, Any]] = []
         for index, sample in enumerate(samples):
             tests = sample.payload.get("tests") or []
+            entry = sample.payload.get("entry_point")
             solution = solution_code(sample)
-            groups = tests if self.options.reward == "fraction" else ["\n\n".join(tests)]
-            for test in groups:
-                token = secrets.token_hex(8)
-                program = program_with_tests(solution, test, sample.payload.get("entry_point"))
-                programs.append(f"{program}\nprint({token!r})\n")
+            chunks = tests if self.options.reward == "fraction" else ["\n\n".join(tests)]
+            for test in chunks:
+                programs.append(_tokened(program_with_tests(solution, test, entry)))
                 owners.append(index)
-                tokens.append(token)
-        results = run_programs(self.resources.get("sandbox"), programs) if programs else []
+                groups.append((test, entry))
+        vacuous = self._vacuous(groups)
+        results = self._run(programs)
         passed: list[list[bool]] = [[] for _ in samples]
-        for owner, token, result in zip(owners, tokens, results, strict=True):
-            passed[owner].append(result.ok and token in result.stdout)
-        return [sum(p) / len(p) if p else None for p in passed]
+        cannot_say: set[int] = set()
+        for owner, group, ok in zip(owners, groups, results, strict=True):
+            passed[owner].append(ok)
+            if vacuous.get(group):
+                cannot_say.add(owner)
+        return [None if i in cannot_say or not p else sum(p) / len(p) for i, p in enumerate(passed)]
+
+    def _vacuous(self, groups: list[tuple[str, Any]]) -> dict[tuple[str, Any], bool]:
+        """Whether each test group passes with an empty solution (run once per group)."""
+        from sandboxes.code import program_with_tests
+
+        known: dict[tuple[str, Any], bool] = self.__dict__.setdefault("_empty_passes", {})
+        fresh = list(dict.fromkeys(g for g in groups if g not in known))
+        if fresh:
+            empty = [_tokened(program_with_tests("", test, entry)) for test, entry in fresh]
+            for group, ok in zip(fresh, self._run(empty), strict=True):
+                known[group] = ok
+                if ok:
+                    log.warning("code gym: tests pass with no solution: %.80r", group[0])
+        return known
+
+    def _run(self, programs: list[tuple[str, str]]) -> list[bool]:
+        """Run each ``(program, token)``: passed when it exited 0 and printed its token."""
+        from sandboxes.code import run_programs
+
+        if not programs:
+            return []
+        results = run_programs(self.resources.get("sandbox"), [p for p, _ in programs])
+        return [r.ok and token in r.stdout for r, (_, token) in zip(results, programs, strict=True)]
+
+
+def _tokened(program: str) -> tuple[str, str]:
+    """``program`` ending by printing a fresh random token, and the token."""
+    token = secrets.token_hex(8)
+    return f"{program}\nprint({token!r})\n", token
 
 
 def solution_code(sample: Sample) -> str:

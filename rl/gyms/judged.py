@@ -12,6 +12,12 @@ Judge calls of a batch run concurrently on one client. A judge that fails (endpo
 unparseable verdict) makes the reward ``None`` for that sample — a judge failure is never
 a score of 0. Tasks: a JSONL file, or the small built-in sets in ``data/``.
 
+No judge is asked about degenerate text: an empty, echoed, looping or role-playing answer
+scores 0 in the gate (:mod:`rl.gyms.base`), so a gullible judge cannot call nothing
+"faithful" or "safe" (a refusal may be safe; empty text is no answer at all). A truncated
+answer is judged as cut, and in faithfulness its unfinished last sentence is a fragment:
+counted, never judged supported.
+
 Not here: the pairwise self-critique reward (a later issue).
 """
 
@@ -29,6 +35,7 @@ from rl.gyms.base import Gym, GymOptions, Sample, Split, Task, read_jsonl, regis
 
 DATA = Path(__file__).with_name("data")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_ENDED = re.compile(r"[.!?][\"”')\]]*\s*$")
 _QUOTE = re.compile(r"[\"“]([^\"”]{3,})[\"”]")
 
 
@@ -117,10 +124,11 @@ class FaithfulnessGym(JudgedGym):
         if any(q.strip() not in context for q in _QUOTE.findall(text)):
             return 0.0
         sentences = [s for s in _SENTENCE.split(text) if s.strip()]
-        if not sentences:
+        claims = sentences[:-1] if sample.truncated and not _ENDED.search(text) else sentences
+        if not claims:
             return 0.0
         prompt = f"Context: {context} Question: {sample.payload.get('question', '')}"
-        judged = sentences[: self.options.max_sentences]
+        judged = claims[: self.options.max_sentences]
         verdicts = await asyncio.gather(
             *(self.verdict(prompt, s, "faithfulness", client) for s in judged)
         )

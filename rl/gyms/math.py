@@ -5,9 +5,13 @@ user JSONL file of ``{"question", "answer"}`` rows. The model is asked to end wi
 ``Answer: <answer>``; the verifier reads the text after the last such marker (else the
 last ``\\boxed{}``, else the last line), takes what follows a final ``=``, and compares it
 with the gold answer by ``math_verify.verify`` (so ``0.5``, ``1/2`` and ``\\frac12`` agree).
-Answers that hedge between several values (``3 or 4``, ``3, 4``) score 0: listing
-candidates is a hack, not an answer. Gold answers that are not mathematics (a word, a
-list) are compared as normalised strings.
+Three things score 0 however equivalent they are: an answer that hedges between more
+values than the gold answer has (``3 or 4``, ``x = 3 or x = -4``: listing candidates is a
+hack); an answer that restates the question's own expression (``5 - 3 - 6`` for "what is
+5 - 3 - 6?": math-verify would evaluate it, but echoing the question is not solving it);
+and a truncated completion without an ``Answer:`` line or ``\\boxed{}`` (its last line
+is wherever the cut fell, not a final answer). Gold answers that are not mathematics (a
+word, a list) are compared as normalised strings.
 
 Not here: step-by-step grading, or the reasoning-gym datasets' own scorers.
 """
@@ -41,6 +45,8 @@ _BOXED = re.compile(r"\\boxed\{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _HEDGE = re.compile(r"\bor\b|,|;|\band\b", re.IGNORECASE)
+_OR = re.compile(r"\bor\b", re.IGNORECASE)
+_OPERATOR = re.compile(r"\d\s*[-+*/×÷^]\s*\(?\s*-?\d")
 
 
 class MathRow(BaseModel):
@@ -115,34 +121,67 @@ class MathGym(Gym):
         gold = sample.payload.get("answer")
         if gold is None:
             return None
-        return score_answer(sample.text, str(gold))
+        return score_answer(
+            sample.text, str(gold), question=sample.user_text, ended=not sample.truncated
+        )
 
 
-def final_answer(text: str) -> str:
-    """The part of ``text`` that states the answer (see the module docstring)."""
+def answer_line(text: str, *, ended: bool = True) -> str:
+    """The whole statement of the answer: after the last ``Answer:``, else the last
+    ``\\boxed{}``, else (only when the text ``ended`` rather than being cut) the last line."""
     text = (text or "")[-MAX_CHARS:]
     marked = _ANSWER.findall(text)
     if marked:
-        region = marked[-1]
-    else:
-        boxed = _BOXED.findall(text)
-        lines = [line for line in text.strip().splitlines() if line.strip()]
-        region = boxed[-1] if boxed else (lines[-1] if lines else "")
-    region = region.strip().rstrip(".")
+        return str(marked[-1]).strip().rstrip(".")
+    boxed = _BOXED.findall(text)
+    if boxed:
+        return str(boxed[-1]).strip().rstrip(".")
+    lines = [line for line in text.strip().splitlines() if line.strip()] if ended else []
+    return lines[-1].strip().rstrip(".") if lines else ""
+
+
+def final_answer(text: str, *, ended: bool = True) -> str:
+    """The part of ``text`` that states the answer: its answer line after a final ``=``."""
+    region = answer_line(text, ended=ended)
     return region.rsplit("=", 1)[-1].strip() if "=" in region else region
 
 
-def hedges(region: str) -> bool:
-    """Several distinct numbers joined by ``or``/commas/``and``: a list of guesses."""
-    region = _THOUSANDS.sub("", region)
-    return bool(_HEDGE.search(region)) and len(set(_NUMBER.findall(region))) > 1
+def hedges(line: str, gold: str = "") -> bool:
+    """A list of guesses: more distinct numbers than the gold answer has, joined by
+    ``or``/commas/``and`` after the last ``=``, or by ``or`` anywhere on the answer line
+    (``x = 3 or x = -4``). A chain of working (``5 - 3 = 2, 2 - 6 = -4``) is not one, nor
+    is ``2, 3`` for the gold ``2, 3``."""
+    allowed = max(1, len(set(_NUMBER.findall(_THOUSANDS.sub("", gold)))))
+
+    def lists(region: str, joiner: re.Pattern[str]) -> bool:
+        region = _THOUSANDS.sub("", region)
+        return bool(joiner.search(region)) and len(set(_NUMBER.findall(region))) > allowed
+
+    final = line.rsplit("=", 1)[-1] if "=" in line else line
+    return lists(final, _HEDGE) or lists(line, _OR)
 
 
-def score_answer(text: str, gold: str) -> float:
+def restates(region: str, question: str) -> bool:
+    """The answer is an unevaluated expression over numbers all taken from the question."""
+    if not question or not _OPERATOR.search(region):
+        return False
+    given = {n.lstrip("-") for n in _NUMBER.findall(_THOUSANDS.sub("", question))}
+    return {n.lstrip("-") for n in _NUMBER.findall(region)} <= given
+
+
+def score_answer(text: str, gold: str, *, question: str = "", ended: bool = True) -> float:
+    """1.0 when ``text`` states an answer equivalent to ``gold`` (see the module docstring).
+
+    >>> score_answer("2 + 2 is 4.\\nAnswer: 4", "4")
+    1.0
+    >>> score_answer("Answer: 2 + 2", "4", question="What is 2 + 2?")
+    0.0
+    """
     from math_verify import parse, verify
 
-    region = final_answer(text)
-    if not region or hedges(region):
+    line = answer_line(text, ended=ended)
+    region = final_answer(text, ended=ended)
+    if not region or hedges(line, gold) or restates(region, question):
         return 0.0
     region = _THOUSANDS.sub("", region)
     if not region:

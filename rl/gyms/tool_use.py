@@ -12,6 +12,10 @@ environment after the roll-out: with an expected final state (``checks.expected_
 reward 1 when the state matches it (``sandboxes.executable.state_matches``), else 0;
 without one, the rubrics judge scores the trajectory (prompt, tool calls, results and the
 final answer) against the task's own rubric plus ``trajectory`` — ``None`` if the judge fails.
+An expected state that the task's initial state already meets (a read-only task) checks
+nothing — doing nothing would pass it — so such a task is judged like one without. A
+roll-out whose final answer is empty or degenerate scores 0 in the gate
+(:mod:`rl.gyms.base`) whatever the state: the agent is asked to say what it did.
 
 Not here: the user simulator (RL roll-outs are single-goal: the user's goal is the prompt).
 """
@@ -111,9 +115,9 @@ class ToolUseGym(Gym):
             state = getattr(sample.environment, "state", None)
             if state is None:
                 continue  # no environment was played: nothing to verify
-            if expected is not None:
+            if expected is not None and state_matches(task.get("initial_state") or {}, expected):
                 scores[index] = 0.0 if state_matches(state, expected) else 1.0
-            else:
+            else:  # no expected state, or one that doing nothing already meets
                 judged.append(index)
         if judged:
             verdicts = asyncio.run(self._judge([samples[i] for i in judged]))

@@ -55,8 +55,9 @@ def test_adversarial_and_empty_completions_score_zero(text: str) -> None:
 
 def test_reward_function_scores_only_its_own_rows_and_penalises_over_budget() -> None:
     gym = build_gym("math", {"count": 2, "eval_count": 0})
+    # The cut falls after the answer line: scored on it, then penalised.
     reward = reward_function(
-        gym, budget=Budget(max_tokens=4, penalty=0.5), decode=lambda ids: "Answer: -4"
+        gym, budget=Budget(max_tokens=4, penalty=0.5), decode=lambda ids: "Answer: -4\nCheck"
     )
     completions = [
         [{"role": "assistant", "content": "Answer: -4"}],
