@@ -234,7 +234,7 @@ def text_degeneracy(text: str, prompts: Sequence[str] = (), *, code: bool = Fals
     of all of them), a loop, role markers (:func:`rubrics.degenerate.degeneracy`).
 
     ``code``: a fenced code block counts as one word (a hash of its text) in the loop
-    check, so ``[0, 0, 0, 0, 0]`` inside code is no loop but the same block twelve times is.
+    check, so ``[0, 0, 0, 0, 0]`` inside code is no loop but the same block ten times over is.
 
     >>> text_degeneracy("Paris", ["What is the capital of France?"]) is None
     True
