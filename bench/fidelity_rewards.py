@@ -27,6 +27,7 @@ import json
 import re
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,9 @@ def score_gym(gym: Gym, rows: list[dict[str, Any]]) -> dict[str, dict[str, list[
     return out
 
 
-def gyms(quick: bool, workdir: Path, resources: Resources) -> tuple[list[Gym], dict[str, str]]:
+def gyms(
+    quick: bool, workdir: Path, resources: Resources, stack: ExitStack
+) -> tuple[list[Gym], dict[str, str]]:
     """The gyms to measure, and the ones skipped with why."""
     n = 4 if quick else 16
     built = [
@@ -139,9 +142,11 @@ def gyms(quick: bool, workdir: Path, resources: Resources) -> tuple[list[Gym], d
     ]
     skipped: dict[str, str] = {}
     try:
-        from sandboxes.docker import ensure_image
+        from sandboxes.docker import IMAGE, DockerSandbox, Limits, ensure_image
 
         ensure_image()
+        box = stack.enter_context(DockerSandbox(IMAGE, pool_size=2, limits=Limits(timeout_s=10)))
+        resources.sandbox = lambda: box
     except Exception as exc:  # noqa: BLE001 - no Docker here is a skipped gym, not a failed run
         skipped["code"] = f"no Docker sandbox here: {exc}"
     else:
@@ -191,9 +196,13 @@ def measure(quick: bool) -> dict[str, Any]:
     table: dict[str, dict[str, float]] = {}
     ungated: dict[str, dict[str, float]] = {}
     tasks: dict[str, int] = {}
-    with ScriptedEndpoint(gullible) as server, tempfile.TemporaryDirectory() as tmp:
+    with (
+        ScriptedEndpoint(gullible) as server,
+        tempfile.TemporaryDirectory() as tmp,
+        ExitStack() as stack,
+    ):
         resources = Resources(judge=lambda: server.endpoint(max_retries=0))
-        built, skipped = gyms(quick, Path(tmp), resources)
+        built, skipped = gyms(quick, Path(tmp), resources, stack)
         for gym in built:
             rows = gym.rows("train")
             tasks[gym.name] = len(rows)
