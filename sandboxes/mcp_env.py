@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import shlex
 import shutil
 import tempfile
@@ -114,10 +115,21 @@ class MCPServerConfig(BaseModel):
             return text.replace(EPISODE_DIR, str(episode_dir)).replace(EPISODE_ID, episode_id)
 
         return (
-            [fill(a) for a in self.command],
+            [anchored(fill(a)) for a in self.command],
             {k: fill(v) for k, v in self.env.items()},
             fill(self.cwd),
         )
+
+
+def anchored(argument: str) -> str:
+    """``argument`` made absolute when it names a relative path that exists where the job
+    runs, so ``[python, servers/notes.py]`` still starts although the server's working
+    directory is the episode's; options, module names and absent paths pass unchanged."""
+    if argument.startswith("-") or os.path.isabs(argument):
+        return argument
+    looks_like_path = os.sep in argument or Path(argument).suffix != ""
+    candidate = Path(argument)
+    return str(candidate.resolve()) if looks_like_path and candidate.exists() else argument
 
 
 def offered_specs(server: MCPServerConfig, tools: list[Any]) -> list[ToolSpec]:

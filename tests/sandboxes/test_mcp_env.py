@@ -271,6 +271,21 @@ async def test_a_relative_server_path_fails_with_the_servers_own_complaint() -> 
     await env.close()
 
 
+async def test_a_relative_script_path_is_found_from_where_the_job_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    script = Path(STATEFUL[-1])
+    monkeypatch.chdir(script.parent.parent)
+    relative = f"{script.parent.name}/{script.name}"
+    env = MCPEnvironment(MCPServerConfig(command=[sys.executable, relative]), timeout_s=20)
+    try:
+        await env.reset()
+        assert "add_note" in env.tools
+        assert env.episode_dir is not None and Path(str(env.episode_dir)).is_dir()
+    finally:
+        await env.close()
+
+
 async def test_listing_a_server_offers_what_its_episodes_will_offer() -> None:
     config = notes_server(
         reset_tool="reset_notes",
