@@ -132,6 +132,9 @@ class BatchEngine:
             "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         )
         self._lltokenizer: Any = None
+        self._waiting: set[Future[Generation]] = set()
+        """Futures not yet settled: :meth:`close` cancels them."""
+        self._lock = threading.Lock()
         self._thread.start()
 
     @property
@@ -175,12 +178,30 @@ class BatchEngine:
         if request.seed is not None:
             # torch takes seeds in [0, 2**64); any integer maps there
             generator = torch.Generator().manual_seed(int(request.seed) % 2**64)
+        with self._lock:
+            self._waiting.add(future)
+        future.add_done_callback(self._settled)
         self._queue.put(_Row(request=request, future=future, generator=generator))
         return future
 
+    def _settled(self, future: Future[Generation]) -> None:
+        with self._lock:
+            self._waiting.discard(future)
+
     def close(self) -> None:
+        """Cancel every request not yet answered and wait for the thread to end.
+
+        Queued work is dropped, not finished: the thread ends after the step it is in. It
+        must end before the interpreter does: a thread still inside torch or llguidance
+        when Python tears down aborts the process ("terminate called without an active
+        exception"), replacing the caller's exit status with SIGABRT's.
+        """
+        with self._lock:
+            waiting = list(self._waiting)
+        for future in waiting:
+            future.cancel()
         self._queue.put(None)
-        self._thread.join(timeout=30)
+        self._thread.join()
 
     # ------------------------------------------------------------------ loop
     def _run(self) -> None:

@@ -14,6 +14,8 @@ import contextlib
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -183,3 +185,50 @@ def test_a_job_that_generated_no_task_exits_non_zero_in_one_line(
         job = synth_jobs(job_config(tmp_path / "out", server.url, environment_mix=mix))
         assert_ended_cleanly(job, 1, "error: no task was generated for the 4 agents")
         assert not (tmp_path / "out" / "tasks.jsonl").exists()  # a rerun tries again
+
+
+BUSY_ENGINE_EXIT = """
+import json, sys, threading, urllib.request
+from llm.embedded import EmbeddedServer
+from llm.embedded.server import MODEL_NAME
+
+schema = {"type": "object", "properties": {"fruits": {"type": "array",
+          "items": {"type": "string"}}}, "required": ["fruits"]}
+body = json.dumps({"model": MODEL_NAME, "max_tokens": 400, "temperature": 1.0,
+    "messages": [{"role": "user", "content": "Name every fruit you know."}],
+    "response_format": {"type": "json_schema", "json_schema": {"name": "F", "schema": schema}},
+}).encode()
+server = EmbeddedServer(max_batch=2).start()
+def ask():
+    request = urllib.request.Request(server.url + "/chat/completions", body,
+                                     {"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(request, timeout=600).read()
+    except Exception:
+        pass
+for _ in range(24):
+    threading.Thread(target=ask, daemon=True).start()
+while server.engine is None or server.engine.stats.batches == 0:
+    threading.Event().wait(0.05)
+print("decoding", file=sys.stderr, flush=True)
+server.stop()  # what a failed job does on its way out, with the queue still full
+sys.exit(3)
+"""
+"""A failed job's way out with the embedded engine still busy: a dozen constrained
+generations queued behind the batch it decodes (llguidance masks every step)."""
+
+
+def test_a_job_ending_while_the_embedded_engine_decodes_exits_with_its_own_status() -> None:
+    """The engine's thread, still in torch or llguidance when Python tears down, made the
+    process abort ("terminate called without an active exception", status 134) instead
+    of exiting with the job's own status."""
+    done = subprocess.run(
+        [sys.executable, "-c", BUSY_ENGINE_EXIT],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 3, done.stderr[-4000:]
+    assert "decoding" in done.stderr
+    assert not [mark for mark in ABORTS if mark in done.stderr], done.stderr[-4000:]
