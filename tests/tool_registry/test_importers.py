@@ -311,3 +311,18 @@ def test_the_cli_imports_benchmark_rows_and_prints_each_warning(tmp_path: Path) 
         "undeclared properties ['precision'] (kept as it is)"
     ]
     assert len(registry.read_text().splitlines()) == 4
+
+
+def test_openai_and_mcp_tools_naming_undeclared_required_are_kept_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a", "b"]}
+    tool = {"type": "function", "function": {"name": "f", "description": "d", "parameters": schema}}
+    path = tmp_path / "tools.json"
+    path.write_text(json.dumps([tool]))
+    openai = import_openai_tools(path)
+    mcp = import_specs([types.Tool(name="f", description="d", inputSchema=schema)], "srv")
+    for report in (openai, mcp):
+        assert [s.name for s in report.specs] == ["f"] and not report.problems
+        assert len(report.warnings) == 1
+        assert "'b'" in str(report.warnings[0]) and "kept as it is" in str(report.warnings[0])

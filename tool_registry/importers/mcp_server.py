@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from llm.yamlconf import error_message
 from tool_registry.importers import ImportProblem, ImportReport
+from tool_registry.schema_checks import undeclared_required
 from tool_registry.spec import Provenance, ToolSpec
 
 
@@ -147,6 +148,11 @@ def import_specs(
         except ValidationError as exc:
             reason = "; ".join(error_message(e) for e in exc.errors())
             report.problems.append(ImportProblem(f"{origin}#{index}", tool.name, reason))
+            continue
+        for line in undeclared_required(report.specs[-1].parameters):
+            report.warnings.append(
+                ImportProblem(f"{origin}#{index}", tool.name, f"{line} (kept as it is)")
+            )
     return report
 
 

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from llm.yamlconf import error_message
 from tool_registry.importers import ImportProblem, ImportReport
 from tool_registry.importers.function_docs import _entries
+from tool_registry.schema_checks import undeclared_required
 from tool_registry.spec import Provenance, ToolSpec
 
 
@@ -20,7 +21,7 @@ def import_openai_tools(path: str | Path) -> ImportReport:
         function = entry.get("function", entry) if isinstance(entry, dict) else {}
         name = str(function.get("name", "")) if isinstance(function, dict) else ""
         try:
-            report.specs.append(ToolSpec.from_openai(entry, provenance=provenance))
+            spec = ToolSpec.from_openai(entry, provenance=provenance)
         except (ValueError, ValidationError) as exc:
             reason = (
                 error_message(exc.errors()[0]) if isinstance(exc, ValidationError) else str(exc)
@@ -29,4 +30,8 @@ def import_openai_tools(path: str | Path) -> ImportReport:
                 loc = ".".join(str(p) for p in exc.errors()[0]["loc"])
                 reason = f"{loc}: {reason}"
             report.problems.append(ImportProblem(where, name, reason))
+            continue
+        report.specs.append(spec)
+        for line in undeclared_required(spec.parameters):
+            report.warnings.append(ImportProblem(where, spec.name, f"{line} (kept as it is)"))
     return report
