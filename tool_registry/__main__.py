@@ -89,13 +89,26 @@ def import_mcp_command(
     registry: Path = REGISTRY,
     timeout: float = typer.Option(30.0, help="Seconds to wait for the server."),
     strict: bool = typer.Option(False, help="Write nothing if any tool is invalid."),
+    env: list[str] = typer.Option(
+        [], "--env", help="NAME=VALUE for the server's environment (repeatable)."
+    ),
+    allow: list[str] = typer.Option([], "--allow", help="Import only this tool (repeatable)."),
+    deny: list[str] = typer.Option([], "--deny", help="Never import this tool (repeatable)."),
 ) -> None:
     """Import the tools of an MCP server run over stdio: `import mcp -- CMD [ARGS...]`."""
     from tool_registry.importers.mcp_server import MCPImportError, import_mcp
 
+    variables = {}
+    for item in env:
+        name, equals, value = item.partition("=")
+        if not equals or not name.strip():
+            _fail(f"--env {item!r}: give NAME=VALUE")
+        variables[name.strip()] = value
     repo = _repository(registry, writing=True)
     try:
-        report = import_mcp(command, timeout_s=timeout)
+        report = import_mcp(
+            command, timeout_s=timeout, env=variables, allow=allow or None, deny=deny
+        )
     except MCPImportError as exc:
         _fail(str(exc))
     _merge(report, repo, registry, strict)

@@ -120,3 +120,18 @@ def test_evolve_rejects_a_bad_config_with_file_line_and_field(tmp_path: Path) ->
     result = cli("evolve", "--config", str(config), "--registry", str(tmp_path / "t.jsonl"))
     assert result.returncode == 2
     assert f"{config}:2: tools_per_domian: unknown field" in result.stderr
+
+
+def test_mcp_import_takes_env_allow_and_deny(tmp_path: Path) -> None:
+    registry = tmp_path / "tools.jsonl"
+    server = str(Path(__file__).parent / "fixtures" / "notes_server.py")
+    denied = cli(
+        "import", "mcp", "--registry", str(registry), "--deny", "add_note", "--env", "A=b",
+        "--", sys.executable, server,
+    )  # fmt: skip
+    assert denied.returncode == 0, denied.stderr
+    names = {json.loads(line)["name"] for line in registry.read_text().splitlines()}
+    assert "add_note" not in names and "search_notes" in names
+    bad = cli("import", "mcp", "--registry", str(registry), "--env", "NOVALUE", "--", "x")
+    assert bad.returncode != 0
+    assert "--env 'NOVALUE': give NAME=VALUE" in bad.stderr
