@@ -256,6 +256,7 @@ def measure(quick: bool) -> dict[str, Any]:
         "per_kind": per_kind,
         "judge": "embedded SmolLM2-135M-Instruct, max_tokens 400, reasoning_chars 300",
         "rows": {kind: dict(outcomes) for kind, outcomes in rows.items()},
+        "judge_errors": [r.detail[:200] for r in records if r.reason == "judge_error"],
         "seconds_to_load": round(loaded - started, 1),
         "seconds_to_decide": round(done - loaded, 1),
     }
@@ -287,6 +288,8 @@ def main() -> None:
         f"good accepted: {figures['good_trajectories_accepted']:.2f} · "
         f"decided in {figures['seconds_to_decide']} s"
     )
+    for detail in figures["judge_errors"]:
+        console.print(f"judge_error: {detail}", markup=False)
     if args.json:
         print(json.dumps(figures))
 
