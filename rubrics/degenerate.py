@@ -69,13 +69,15 @@ def loops(text: str) -> bool:
     Back to back: the same run of 1..40 words at least five times in a row covering ten
     words or more, or at least three times covering thirty words or more (a whole
     sentence said three times). Few phrases: forty words or more of which fewer than a
-    third of the word trigrams are distinct (natural prose sits above 0.8).
+    third of the word trigrams are distinct (natural prose sits above 0.8). Only runs and
+    trigrams with a word of letters count: ``[0, 0, 0, …]`` or ``1 + 1 + …`` is data.
     """
     tokens = words(text)
+    lettered = [any(c.isalpha() for c in t) for t in tokens]
     n = len(tokens)
     if n >= 40:
-        trigrams = list(zip(tokens, tokens[1:], tokens[2:], strict=False))
-        if len(set(trigrams)) < len(trigrams) / 3:
+        trigrams = [tuple(tokens[i : i + 3]) for i in range(n - 2) if any(lettered[i : i + 3])]
+        if len(trigrams) >= 38 and len(set(trigrams)) < len(trigrams) / 3:
             return True
     for period in range(1, min(40, n // 3) + 1):
         run = 0
@@ -83,7 +85,8 @@ def loops(text: str) -> bool:
             run = run + 1 if tokens[i] == tokens[i + period] else 0
             span = run + period
             repeats = span / period
-            if (repeats >= 5 and span >= 10) or (repeats >= 3 and span >= 30):
+            looping = (repeats >= 5 and span >= 10) or (repeats >= 3 and span >= 30)
+            if looping and any(lettered[i + 1 - run : i + 1 + period]):
                 return True
     return False
 

@@ -51,10 +51,23 @@ def test_an_echo_of_the_prompt_is_found_and_an_answer_after_it_is_not() -> None:
         "def add(a, b):\n    return a + b\n",
         '{"city": "Paris", "population": 2100000}',
         "Step 1. Open the file.\nStep 2. Read it.\nStep 3. Close it.",
+        " ".join(f"item {i}," for i in range(60)),
     ],
 )
 def test_ordinary_answers_pass(text: str) -> None:
     assert degeneracy(text, checks=ALL) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "zeros = [" + ", ".join(["0"] * 30) + "]",
+        "1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 = 12",
+        "The grid is\n" + "\n".join(" ".join(["0"] * 12) for _ in range(6)),
+    ],
+)
+def test_repeated_numbers_are_data_not_a_loop(text: str) -> None:
+    assert degeneracy(text) is None
 
 
 @pytest.mark.parametrize("page", ["README.md", "docs/synth.md", "docs/rl.md", "docs/llm.md"])
