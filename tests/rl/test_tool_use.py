@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 from pathlib import Path
@@ -23,7 +24,7 @@ def tools_of(cls: type) -> dict[str, object]:
     return {
         name: fn
         for name, fn in inspect.getmembers(cls, inspect.isfunction)
-        if not name.startswith("_") and name != "reset"
+        if not name.startswith("_") and name not in ("reset", "get_reward")
     }
 
 
@@ -53,13 +54,23 @@ def test_reset_seeds_the_world_and_calls_change_it_or_answer_errors() -> None:
     task = json.loads(row["task"])["task"]
     assert env.state == task["initial_state"]
     before = env.state["accounts"]["checking-1"]["balance"]
-    assert '"tx-1"' in env.transfer(source="checking-1", destination="savings-2", amount=10)
+
+    async def play() -> list[str]:
+        replies = [
+            await env.transfer(source="checking-1", destination="savings-2", amount=10),
+            await env.transfer(source="checking-1", destination="savings-2", amount=-5),
+            await env.transfer(source="nowhere", destination="savings-2", amount=1),
+            await env.get_balance(account=42),
+        ]
+        await env.finish()
+        return replies
+
+    done, negative, unknown, mistyped = asyncio.run(play())
+    assert '"tx-1"' in done
     assert env.state["accounts"]["checking-1"]["balance"] == before - 10
-    assert env.transfer(source="checking-1", destination="savings-2", amount=-5).startswith(
-        "error:"
-    )
-    assert env.transfer(source="nowhere", destination="savings-2", amount=1).startswith("error:")
-    assert env.get_balance(account=42).startswith("error: invalid arguments")
+    assert negative.startswith("error:") and unknown.startswith("error:")
+    assert mistyped.startswith("error: invalid arguments")
+    assert env.failure is None
     env.reset(**row)  # a new episode starts from the task's state again
     assert env.state == task["initial_state"] and env.calls == 0
 
@@ -72,8 +83,14 @@ def test_the_verifier_compares_the_final_state_with_the_expected_state() -> None
     done, idle, wrong = (environment_class("bank")() for _ in range(3))
     for env in (done, idle, wrong):
         env.reset(**row)
-    done.transfer(source="checking-1", destination="savings-2", amount=amount - 200.0)
-    wrong.transfer(source="checking-1", destination="savings-2", amount=1.0)
+
+    async def play() -> None:
+        await done.transfer(source="checking-1", destination="savings-2", amount=amount - 200.0)
+        await wrong.transfer(source="checking-1", destination="savings-2", amount=1.0)
+        for env in (done, idle, wrong):
+            await env.finish()
+
+    asyncio.run(play())
     samples = [
         Sample(row["prompt"], [{"role": "assistant", "content": "done"}], task, environment=env)
         for env in (done, idle, wrong)
