@@ -204,6 +204,10 @@ class CriticConfig(BaseModel):
     """Reward of a completion a prescriptive pre-check flags (it is not ranked)."""
     rationale_samples: int = Field(2, ge=0)
     """Pairwise rationales logged per reward call."""
+    max_trajectory_chars: int | None = Field(6000, ge=200)
+    """Characters of each candidate (and of the shared task) the critic reads; a longer
+    trajectory is cut by the rule of ``rubrics.transcript`` (tool results first, the final
+    answer last, a marker at every cut, ``critic/cut_chars`` logged). Unset: never cut."""
     refinement: RefinementConfig = Field(default_factory=RefinementConfig)
 
     @field_validator("local_model")
