@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -351,7 +352,7 @@ class _Reader:
     def _server(self, where: str, spec: TaskSpec, given: Any) -> tuple[str, MCPServerConfig]:
         if isinstance(given, dict):
             try:
-                return "inline", MCPServerConfig.model_validate(given)
+                return "inline", _interpreted(MCPServerConfig.model_validate(given))
             except ValidationError as exc:
                 problem = exc.errors()[0]
                 field = ".".join(str(p) for p in problem["loc"]) or "(server)"
@@ -361,7 +362,9 @@ class _Reader:
             known = ", ".join(self.servers) or "none"
             raise _Unplayable(f"no MCP server named {name!r} in mcp_servers (configured: {known})")
         server = self.servers[name]
-        return name, MCPServerConfig.model_validate(server.model_dump(exclude={"name"}))
+        return name, _interpreted(
+            MCPServerConfig.model_validate(server.model_dump(exclude={"name"}))
+        )
 
     def _list(self, name: str, server: MCPServerConfig) -> list[ToolSpec]:
         """The server's tools, listed once per load from a server started for it."""
@@ -374,6 +377,14 @@ class _Reader:
             except Exception as exc:  # named and re-raised as a load error
                 raise GymError(f"MCP server {name!r}: its tools cannot be listed: {exc}") from exc
         return self._listed[key]
+
+
+def _interpreted(server: MCPServerConfig) -> MCPServerConfig:
+    """``python`` (or ``python3``) as a server's program means the interpreter running the
+    training, whose environment has the server installed, whatever ``PATH`` says."""
+    if server.command[0] not in ("python", "python3"):
+        return server
+    return server.model_copy(update={"command": [sys.executable, *server.command[1:]]})
 
 
 class _Unplayable(Exception):
