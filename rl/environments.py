@@ -113,7 +113,7 @@ class EpisodeSettings(BaseModel):
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
     max_tool_calls: int = Field(8, ge=1)
     """Tool calls per episode; later calls answer ``error: tool-call budget exhausted``."""
-    timeout_s: float = Field(120.0, gt=0)
+    timeout_s: float = Field(50.0, gt=0)
     """Longest wait for one tool call, user turn or start: past it the episode failed."""
 
 

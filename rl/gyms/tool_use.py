@@ -109,7 +109,7 @@ class ToolUseOptions(GymOptions):
     in the one named by its row's ``mcp_server``, else by its domain."""
     max_tool_calls: int = Field(8, ge=1)
     """Tool calls per roll-out; later calls answer the policy with an error."""
-    timeout_s: float = Field(120.0, gt=0)
+    timeout_s: float = Field(50.0, gt=0)
     """Longest wait for one tool call, user turn or server start; past it the roll-out's
     environment has failed (reward ``None``)."""
     judge_rubrics: list[str] = Field(default_factory=lambda: ["trajectory"])
