@@ -1,12 +1,15 @@
 """The one place ``rl`` meets TRL: a :class:`TrainConfig` becomes ``GRPOConfig`` + ``GRPOTrainer``.
 
-:func:`build` loads the gyms, mixes their tasks, wraps each gym's verifier as a TRL reward
-function (budget control and per-gym metrics included), maps our GRPO knobs onto
+:func:`build` loads the gyms, mixes their tasks, composes the rewards — one async TRL
+reward function per gym (budget control and per-gym metrics included) and the critic's,
+which reads the gyms' verifier scores of the same batch (:mod:`rl.composition`) —, maps
+our GRPO knobs onto
 ``GRPOConfig``, routes tool-use rows to their executable environments through
 ``environment_factory``, and adds the temperature decay and progress callbacks. The
 trainer is TRL's own, or — only when a PTX loss is configured — the one-method subclass in
 :mod:`rl.ptx`. :func:`train` runs it inside a :class:`Services` scope that owns the judge
-server and the Docker sandbox, started only if a gym asks for them.
+server, the Docker sandbox (started only if a gym asks for them) and the run's long-lived
+chat clients (one per endpoint and event loop, closed when the run ends).
 """
 
 from __future__ import annotations
@@ -15,17 +18,20 @@ import contextlib
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llm.progress import DEFAULT_EVERY_S
 from rl.callbacks import RichProgress, TemperatureDecay
+from rl.clients import ClientPool
+from rl.composition import RewardComposition
 from rl.config import TrainConfig
 from rl.data import mixture
 from rl.environments import environment_class
 from rl.gyms import Budget, Gym, build_gym
-from rl.gyms.base import PLAIN_ENVIRONMENT, Resources, reward_function
+from rl.gyms.base import PLAIN_ENVIRONMENT, Resources
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +44,21 @@ class PlainEnvironment:
 
 
 class Services(contextlib.ExitStack):
-    """Judge endpoint and sandbox for the gyms, started on first use, stopped on exit."""
+    """Judge endpoint, sandbox and chat clients for the run, made on first use, closed on exit.
+
+    ``clients`` holds the run's one :class:`~llm.ChatClient` per endpoint and event loop:
+    the judge's (``resources.judge_client()``, for the gyms) and the critic's, each made on
+    the loop that uses it (TRL's reward loop) and kept for the whole run.
+    """
 
     def __init__(self, config: TrainConfig) -> None:
         super().__init__()
         self.config = config
         self._embedded: Any = None
-        self.resources = Resources(judge=self._judge, sandbox=self._sandbox)
+        self._lock = threading.RLock()
+        self.clients = ClientPool()
+        self.callback(self.clients.close)  # runs last: after the servers the clients talk to
+        self.resources = Resources(judge=self._judge, sandbox=self._sandbox, clients=self.clients)
 
     def critic_endpoint(self) -> Any:
         """The critic's endpoint (starting the embedded server if it is ``embedded``)."""
@@ -62,11 +76,13 @@ class Services(contextlib.ExitStack):
         from llm.endpoints import EMBEDDED_URL_ENV
 
         if name == "embedded" and not os.environ.get(EMBEDDED_URL_ENV):
-            # one embedded server for the run, shared by the judge and the critic
-            if self._embedded is None:
-                from llm.embedded import EmbeddedServer
+            # one embedded server for the run, shared by the judge and the critic (asked
+            # for from verifier threads and the reward loop: started once)
+            with self._lock:
+                if self._embedded is None:
+                    from llm.embedded import EmbeddedServer
 
-                self._embedded = self.enter_context(EmbeddedServer())
+                    self._embedded = self.enter_context(EmbeddedServer())
             return self._embedded.endpoint(max_concurrency=max_concurrency)
         return get_endpoint(name, model=model, max_concurrency=max_concurrency)
 
@@ -109,8 +125,10 @@ def build_gyms(config: TrainConfig, resources: Resources) -> list[Gym]:
 def reward_functions(
     config: TrainConfig, gyms: list[Gym], tokenizer: Any, services: Services | None = None
 ) -> list[Any]:
-    """One reward per gym, then the self-critique reward last when ``config.critic`` is set
-    (TRL calls them in order, so the critic reads the gyms' scores of the same batch)."""
+    """TRL's reward functions, all async: one per gym, then ``critic`` when
+    ``config.critic`` is set. They are composed per batch (:mod:`rl.composition`): every
+    gym's verifier runs first, once, all gyms concurrently, and the critic receives those
+    scores of the same batch whatever order TRL calls the functions in."""
 
     def decode(ids: list[int]) -> str:
         return str(tokenizer.decode(ids, skip_special_tokens=True))
@@ -118,37 +136,24 @@ def reward_functions(
     # A completion not ending in EOS or padding was cut by TRL's generation cap.
     ends = {getattr(tokenizer, n, None) for n in ("eos_token_id", "pad_token_id")}
     stops = {int(i) for i in ends if i is not None}
-    funcs = [
-        reward_function(
-            gym, budget=Budget(e.max_tokens, config.budget_penalty), decode=decode, stop_ids=stops
-        )
-        for gym, e in zip(gyms, config.gyms, strict=True)
-    ]
-    if config.critic is None:
-        return funcs
-    from rl.critique import CritiqueReward, Scoreboard
+    critic = None
+    if config.critic is not None:
+        from rl.critique import CritiqueReward
 
-    board = Scoreboard()
-    critic = CritiqueReward(
-        config.critic,
-        critic_backend(config, services),
-        num_generations=config.grpo.num_generations,
-        scoreboard=board,
+        critic = CritiqueReward(
+            config.critic,
+            critic_backend(config, services),
+            num_generations=config.grpo.num_generations,
+            stop_ids=stops,
+        )
+    composition = RewardComposition(
+        gyms,
+        [Budget(e.max_tokens, config.budget_penalty) for e in config.gyms],
+        critic=critic,
+        decode=decode,
         stop_ids=stops,
     )
-    return [_recorded(f, board) for f in funcs] + [critic]
-
-
-def _recorded(func: Any, board: Any) -> Any:
-    """``func`` that also writes its scores on the critic's score board."""
-
-    def reward(prompts: list[Any], completions: list[Any], **kw: Any) -> list[float | None]:
-        scores = func(prompts, completions, **kw)
-        board.record(prompts, completions, scores)
-        return list(scores)
-
-    reward.__name__ = func.__name__
-    return reward
+    return composition.functions()
 
 
 def critic_backend(config: TrainConfig, services: Services | None) -> Any:
@@ -166,7 +171,12 @@ def critic_backend(config: TrainConfig, services: Services | None) -> Any:
         return LocalCritic.load(critic.local_model, critic.refinement, critic.rubrics, rubric_set)
     exemplars = critic.refinement.exemplars if critic.refinement.method == "in_context" else 0
     if services is not None:
-        return EndpointCritic(services.critic_endpoint, exemplars=exemplars, rubric_set=rubric_set)
+        return EndpointCritic(
+            services.critic_endpoint,
+            exemplars=exemplars,
+            rubric_set=rubric_set,
+            clients=services.clients,
+        )
     from llm import get_endpoint
 
     endpoint = get_endpoint(

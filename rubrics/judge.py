@@ -79,6 +79,9 @@ class Verdict(BaseModel):
     rubrics: dict[str, int]
     """Rubric ids and the versions judged against."""
     samples: int = 1
+    cut_chars: int = 0
+    """Characters of the trajectory the judge did not see: cut to ``max_chars`` by the rule
+    of :mod:`rubrics.transcript` (0: it saw it whole)."""
 
 
 def criterion_key(rubric_id: str, criterion: Criterion) -> str:
@@ -129,6 +132,7 @@ async def judge(
     max_tokens: int = 1024,
     reasoning_chars: int = 1200,
     require_addressed: bool = False,
+    max_chars: int | None = None,
 ) -> Verdict:
     """Judge ``item`` (a response, or a trajectory as OpenAI messages) for ``prompt``.
 
@@ -136,13 +140,16 @@ async def judge(
     the samples whose reasonings are sound (see the module docstring).
     ``require_addressed`` also discards samples with a very short rationale that names
     nothing of its criterion (synthesis asks for it; see :func:`rationale_problem`).
+    ``max_chars`` cuts a longer trajectory by the rule of :mod:`rubrics.transcript`
+    (tool results first, the final answer last; a marker shows each cut) and records the
+    characters cut in :attr:`Verdict.cut_chars`; unset, the judge sees it whole.
     """
     if samples < 1:
         raise ValueError(f"samples must be at least 1 (one judge call), got {samples}")
     rubric_set = rubric_set or library()
     criteria = keyed(rubrics, rubric_set)
     model = answer_model(criteria, reasoning_chars)
-    text = render_judge(prompt, item, criteria)
+    text = render_judge(prompt, item, criteria, max_chars)
     messages = [Message(role="user", content=text)]
 
     async def one(seed: int) -> Any:
@@ -185,7 +192,7 @@ async def judge(
         )
     if threshold is None:
         threshold = max(rubric_set.rubrics[r].pass_threshold for r in rubrics)
-    return aggregate(
+    verdict = aggregate(
         scores,
         threshold,
         answers[0].reasoning,
@@ -193,6 +200,8 @@ async def judge(
         {r: rubric_set.rubrics[r].version for r in rubrics},
         len(answers),
     )
+    verdict.cut_chars = as_text(item, max_chars).cut
+    return verdict
 
 
 def addresses(rationale: str, topic: str) -> bool:
@@ -288,4 +297,4 @@ def _final_response(item: Item) -> str:
     for message in reversed(item):
         if message.get("role") == "assistant" and isinstance(message.get("content"), str):
             return str(message["content"])
-    return as_text(item)
+    return as_text(item).text

@@ -15,6 +15,7 @@ from typing import Any
 import jinja2
 
 from rubrics.schema import Criterion
+from rubrics.transcript import Rendered, render_messages
 
 PROMPTS = Path(__file__).resolve().parent / "prompts"
 _env = jinja2.Environment(
@@ -36,33 +37,26 @@ def nonce(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:12]
 
 
-def transcript(messages: list[dict[str, Any]]) -> str:
-    """A trajectory (OpenAI messages) as plain text for a judge."""
-    lines = []
-    for m in messages:
-        role = m.get("role", "?")
-        content = m.get("content")
-        if isinstance(content, list):
-            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-        if role == "tool":
-            lines.append(f"[tool result {m.get('tool_call_id', '')}] {content or ''}")
-            continue
-        if content:
-            lines.append(f"[{role}] {content}")
-        for call in m.get("tool_calls") or []:
-            fn = call.get("function") or {}
-            lines.append(
-                f"[{role} calls {fn.get('name')}] {fn.get('arguments')} (id {call.get('id')})"
-            )
-    return "\n".join(lines)
+def transcript(messages: list[dict[str, Any]], max_chars: int | None = None) -> str:
+    """A trajectory (OpenAI messages) as tagged text for a judge (:mod:`rubrics.transcript`:
+    message text cannot forge a tag; ``max_chars`` cuts it by the documented rule)."""
+    return render_messages(messages, max_chars).text
 
 
-def as_text(item: str | list[dict[str, Any]]) -> str:
-    return item if isinstance(item, str) else transcript(item)
+def as_text(item: str | list[dict[str, Any]], max_chars: int | None = None) -> Rendered:
+    """A response as itself, a trajectory as its transcript (cut to ``max_chars``)."""
+    return Rendered(item) if isinstance(item, str) else render_messages(item, max_chars)
 
 
-def render_judge(prompt: str, candidate: str | list[dict[str, Any]], criteria: Keyed) -> str:
-    text = defuse(as_text(candidate))
+def render_judge(
+    prompt: str,
+    candidate: str | list[dict[str, Any]],
+    criteria: Keyed,
+    max_chars: int | None = None,
+) -> str:
+    """The judge prompt; a trajectory longer than ``max_chars`` is cut (see
+    :mod:`rubrics.transcript`), a plain response never is."""
+    text = defuse(as_text(candidate, max_chars).text)
     return _env.get_template("judge.jinja").render(
         prompt=defuse(prompt),
         candidate=text,

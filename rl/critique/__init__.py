@@ -10,7 +10,7 @@ pairs it got wrong refine it — in context for endpoint critics
 
 from rl.critique.agreement import AgreementLog, VerifiedPair, group_agreement, pair_agreement
 from rl.critique.critics import CriticBackend, EndpointCritic, ExemplarBank
-from rl.critique.reward import CritiqueReward, Scoreboard
+from rl.critique.reward import CritiqueReward
 
 __all__ = [
     "AgreementLog",
@@ -18,7 +18,6 @@ __all__ = [
     "CritiqueReward",
     "EndpointCritic",
     "ExemplarBank",
-    "Scoreboard",
     "VerifiedPair",
     "group_agreement",
     "pair_agreement",

@@ -7,7 +7,10 @@ bumps its ``version`` so cached verdicts of the old critic are not reused.
 * :class:`EndpointCritic` — any OpenAI-compatible endpoint (K2 on Moonshot, OpenRouter,
   vLLM/SGLang; the embedded server; the scripted test server). It cannot be trained, so
   refinement is in context: verified pairs go into an :class:`ExemplarBank` and the
-  closest-domain ones are shown to the critic before each comparison.
+  closest-domain ones are shown to the critic before each comparison. Given the run's
+  :class:`~rl.clients.ClientPool` it talks through one long-lived client for the whole
+  run (the pool's ``critic`` client on the running loop); alone, it opens a client per
+  session.
 * :class:`rl.critique.local.LocalCritic` — a Hugging Face model in process, refined by a
   TRL DPO round.
 
@@ -26,6 +29,7 @@ from typing import Protocol
 import jinja2
 
 from llm import ChatClient, Endpoint
+from rl.clients import ClientPool
 from rl.critique.agreement import VerifiedPair
 from rubrics.critic import Comparator, LLMCritic
 from rubrics.loader import RubricSet
@@ -134,8 +138,11 @@ class EndpointCritic:
         exemplars: int = 0,
         bank: ExemplarBank | None = None,
         rubric_set: RubricSet | None = None,
+        clients: ClientPool | None = None,
     ) -> None:
         self._endpoint = endpoint
+        self.clients = clients
+        """The run's shared clients; unset: a client per :meth:`connect`."""
         self.rubric_set = rubric_set
         """Where rubric ids are looked up; unset: the built-in library."""
         self.exemplars = exemplars
@@ -151,13 +158,18 @@ class EndpointCritic:
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[ComparatorFor]:
+        if self.clients is not None:
+            yield self._comparators(self.clients.get("critic", self.endpoint))
+            return
         async with ChatClient(self.endpoint()) as client:
+            yield self._comparators(client)
 
-            def comparator(domain: str, rubrics: list[str]) -> Comparator:
-                block = self.bank.render(domain, self.exemplars) if self.exemplars else ""
-                return ExemplarCritic(client, rubrics, block, self.rubric_set)
+    def _comparators(self, client: ChatClient) -> ComparatorFor:
+        def comparator(domain: str, rubrics: list[str]) -> Comparator:
+            block = self.bank.render(domain, self.exemplars) if self.exemplars else ""
+            return ExemplarCritic(client, rubrics, block, self.rubric_set)
 
-            yield comparator
+        return comparator
 
     def refine(self, pairs: list[VerifiedPair]) -> None:
         if self.exemplars and self.bank.add(pairs):

@@ -1,4 +1,4 @@
-"""Which completions of a TRL reward call form one GRPO group, and their plain text.
+"""Which completions of a TRL reward call form one GRPO group, and what the critic reads.
 
 TRL repeats each prompt ``num_generations`` times in consecutive rows and calls a reward
 function once per local generation batch, so a batch holds several groups and, when a
@@ -6,6 +6,12 @@ group straddles two processes or accumulation slices, a part of one. A group her
 maximal run of consecutive rows with the same prompt, cut into chunks of at most
 ``num_generations``: two identical prompts drawn back to back still make two groups, and a
 partial group is ranked on what this process holds.
+
+The critic reads whole trajectories: a group's task is its prompt messages (the system
+prompt and the user's task, shown once per comparison: the *shared prefix*), and each
+candidate is its completion messages — the user's later turns, tool calls with their
+arguments, tool results, the final answer — rendered and cut to ``max_chars`` by
+:mod:`rubrics.transcript`. A plain task or answer (one message) is shown as its text.
 
 Not here: ranking (``rl.critique.reward``), verifier scores (``rl.critique.agreement``).
 """
@@ -17,6 +23,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from rubrics.transcript import Rendered, render_candidate, render_task
+
 
 @dataclass(frozen=True)
 class Group:
@@ -24,7 +32,10 @@ class Group:
 
     indices: list[int]
     prompt: str
+    """The shared prefix the critic reads (rendered, cut to the budget)."""
     domain: str
+    prompt_cut: int = 0
+    """Characters of the prompt cut to fit the budget."""
 
 
 def text_of(value: Any, role: str = "assistant") -> str:
@@ -39,9 +50,20 @@ def text_of(value: Any, role: str = "assistant") -> str:
     return ""
 
 
-def prompt_text(value: Any) -> str:
-    """What the critic reads as the task: the last user message (or the string prompt)."""
-    return text_of(value, role="user")
+def task_of(prompt: Any, max_chars: int | None = None) -> Rendered:
+    """What the critic reads as the task: the prompt's system and user messages."""
+    return render_task(prompt if isinstance(prompt, str) else _messages(prompt), max_chars)
+
+
+def candidate_of(completion: Any, max_chars: int | None = None) -> Rendered:
+    """What the critic reads of one completion: its whole trajectory (or its text)."""
+    return render_candidate(
+        completion if isinstance(completion, str) else _messages(completion), max_chars
+    )
+
+
+def _messages(value: Any) -> list[dict[str, Any]]:
+    return [m for m in value or [] if isinstance(m, dict)]
 
 
 def key(*parts: str) -> str:
@@ -50,7 +72,10 @@ def key(*parts: str) -> str:
 
 
 def groups(
-    prompts: list[Any], num_generations: int, domains: list[str] | None = None
+    prompts: list[Any],
+    num_generations: int,
+    domains: list[str] | None = None,
+    max_chars: int | None = None,
 ) -> list[Group]:
     """The groups of a reward call, in batch order.
 
@@ -63,15 +88,18 @@ def groups(
     for i, prompt in enumerate(prompts):
         this = json.dumps(prompt, sort_keys=True, default=str)
         if current and (this != signature or len(current) == num_generations):
-            out.append(_group(current, prompts, domains))
+            out.append(_group(current, prompts, domains, max_chars))
             current = []
         signature = this
         current.append(i)
     if current:
-        out.append(_group(current, prompts, domains))
+        out.append(_group(current, prompts, domains, max_chars))
     return out
 
 
-def _group(indices: list[int], prompts: list[Any], domains: list[str] | None) -> Group:
+def _group(
+    indices: list[int], prompts: list[Any], domains: list[str] | None, max_chars: int | None
+) -> Group:
     domain = (domains[indices[0]] if domains else None) or "default"
-    return Group(list(indices), prompt_text(prompts[indices[0]]), str(domain))
+    task = task_of(prompts[indices[0]], max_chars)
+    return Group(list(indices), task.text, str(domain), task.cut)

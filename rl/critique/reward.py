@@ -1,10 +1,15 @@
 """The self-critique rubric reward: a pairwise critic ranks each GRPO group.
 
-:class:`CritiqueReward` is a TRL reward function (``fn(prompts, completions, **kw) ->
-list[float | None]``). Per reward call it
+:class:`CritiqueReward` scores one batch of a TRL reward call: awaited as
+``areward(prompts, completions, verified=..., **kw)`` by the run's reward composition
+(:mod:`rl.composition`, which hands it the gyms' verifier scores of the very same batch),
+or called alone as a plain sync reward function. Per batch it
 
 1. cuts the batch into groups (:mod:`rl.critique.groups`) and keeps the rows of the
-   configured gyms;
+   configured gyms; the critic reads whole trajectories — the prompt (system prompt and
+   task) once per comparison, each candidate's user turns, tool calls with arguments,
+   tool results and final answer — cut to ``max_trajectory_chars`` by the documented rule
+   (``critic/cut_chars``: characters cut per row);
 2. runs the prescriptive pre-checks of the judged rubrics: a flagged completion gets
    ``precheck_reward`` and is not ranked; a degenerate one (the gyms' gate,
    :func:`rl.gyms.base.text_degeneracy`: empty, an echo of the prompt, a loop, role
@@ -15,10 +20,12 @@ list[float | None]``). Per reward call it
    rubrics, all groups concurrently, under a per-call budget and a concurrency cap, with
    verdicts cached by (critic version, domain, rubrics, prompt, both completions);
 4. turns win rates into rewards (0..1, or centred on the group mean);
-5. where the gyms scored the same completions (the :class:`Scoreboard`), measures the
-   critic's agreement with the verifier per domain and collects verified pairs, and every
-   ``refinement.every`` steps refines the critic on the pairs it got wrong, measuring
-   held-out agreement before and after.
+5. where the gyms scored the same completions (``verified``: one score or ``None`` per
+   row, or an awaitable of them, awaited after ranking so verification and ranking
+   overlap), measures the critic's agreement with the verifier per domain
+   (``critic/verified``: the share of ranked rows that had a score) and collects verified
+   pairs, and every ``refinement.every`` steps refines the critic on the pairs it got
+   wrong, measuring held-out agreement before and after.
 
 A group whose critic calls failed gets ``None`` (TRL leaves it out) and a warning; nothing
 here raises into the training loop for a bad call. Metrics go through TRL's ``log_metric``
@@ -31,16 +38,17 @@ arithmetic (``rl.critique.agreement``), config (``rl.config.CriticConfig``).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 from rl.config import CriticConfig
 from rl.critique.agreement import AgreementLog, VerifiedPair, group_agreement, pair_agreement
 from rl.critique.critics import ComparatorFor, CriticBackend
-from rl.critique.groups import Group, groups, key, text_of
+from rl.critique.groups import Group, candidate_of, groups, key, text_of
 from rl.gyms.base import GYMS, cut, message_texts, text_degeneracy, unfinished
 from rubrics import JudgeError, Ranking, RubricError, library, rank
 from rubrics.critic import Comparator, Preference
@@ -51,27 +59,8 @@ log = logging.getLogger(__name__)
 SKIPPED = "skipped: critic call budget spent"
 DEGENERATE = "degenerate"
 """The flag of a completion the gyms' gate finds degenerate (beside the pre-check names)."""
-
-
-class Scoreboard:
-    """Verifier scores by (prompt, completion), written by the gym reward functions of the
-    same TRL call (they run before the critic) and read for agreement."""
-
-    def __init__(self, limit: int = 100_000) -> None:
-        self.limit = limit
-        self._scores: dict[str, float] = {}
-
-    def record(
-        self, prompts: list[Any], completions: list[Any], scores: list[float | None]
-    ) -> None:
-        if len(self._scores) > self.limit:
-            self._scores.clear()
-        for p, c, s in zip(prompts, completions, scores, strict=True):
-            if s is not None:
-                self._scores[key(json.dumps(p, default=str), text_of(c))] = float(s)
-
-    def get(self, prompt: Any, completion: Any) -> float | None:
-        return self._scores.get(key(json.dumps(prompt, default=str), text_of(completion)))
+Verified = Sequence[float | None] | Awaitable[Sequence[float | None]] | None
+"""The verifier's score of each row of the batch (``None``: no gym scored it)."""
 
 
 class _Budgeted:
@@ -110,7 +99,6 @@ class CritiqueReward:
         backend: CriticBackend,
         *,
         num_generations: int,
-        scoreboard: Scoreboard | None = None,
         stop_ids: Collection[int] = (),
     ) -> None:
         self.config = config
@@ -118,7 +106,6 @@ class CritiqueReward:
         """Ids a finished completion ends with (EOS, padding); others were cut."""
         self.backend = backend
         self.num_generations = num_generations
-        self.scoreboard = scoreboard
         self.metrics: dict[str, float] = {}
         """The last call's metrics (also sent to TRL's ``log_metric``)."""
         self.rationales: list[str] = []
@@ -143,10 +130,18 @@ class CritiqueReward:
         self.__name__ = "critic"
 
     def __call__(self, prompts: list[Any], completions: list[Any], **kw: Any) -> list[float | None]:
-        rewards, metrics = asyncio.run(self.score(prompts, completions, **kw))
+        """The critic as a plain sync TRL reward function (on its own event loop per call;
+        training awaits :meth:`areward` on TRL's loop instead)."""
+        return asyncio.run(self.areward(prompts, completions, **kw))
+
+    async def areward(
+        self, prompts: list[Any], completions: list[Any], verified: Verified = None, **kw: Any
+    ) -> list[float | None]:
+        """Rewards for one batch; metrics logged, the critic refined when due."""
+        rewards, metrics = await self.score(prompts, completions, verified, **kw)
         state = kw.get("trainer_state")
         step = int(getattr(state, "global_step", 0) or 0)
-        metrics.update(self._maybe_refine(step))
+        metrics.update(await self._maybe_refine(step))
         self.metrics = metrics
         log_metric: Callable[[str, float], None] | None = kw.get("log_metric")
         if log_metric is not None:
@@ -155,14 +150,15 @@ class CritiqueReward:
         return rewards
 
     async def score(
-        self, prompts: list[Any], completions: list[Any], **kw: Any
+        self, prompts: list[Any], completions: list[Any], verified: Verified = None, **kw: Any
     ) -> tuple[list[float | None], dict[str, float]]:
-        """Rewards and metrics for one batch (the async core of ``__call__``)."""
+        """Rewards and metrics for one batch (the core of :meth:`areward`)."""
         cfg = self.config
         gyms: list[str] | None = kw.get("gym")
+        limit = cfg.max_trajectory_chars
         wanted = [
             g
-            for g in groups(prompts, self.num_generations, gyms)
+            for g in groups(prompts, self.num_generations, gyms, limit)
             if cfg.gyms is None or g.domain in cfg.gyms
         ]
         out: list[float | None] = [None] * len(prompts)
@@ -178,10 +174,13 @@ class CritiqueReward:
             for g in wanted
             for i in g.indices
         }
+        shown = {i: candidate_of(completions[i], limit) for g in wanted for i in g.indices}
+        texts = {i: rendered.text for i, rendered in shown.items()}
         async with self.backend.connect() as comparator_for:
             rankings = await asyncio.gather(
-                *(self._rank(g, completions, flagged, comparator_for, state, kw) for g in wanted)
+                *(self._rank(g, texts, flagged, comparator_for, state, kw) for g in wanted)
             )
+        scores = await verified if inspect.isawaitable(verified) else verified
         metrics: dict[str, float] = {"critic/calls": float(state["calls"])}
         metrics["critic/cache_hits"] = float(state["cache_hits"])
         failed = 0
@@ -194,9 +193,10 @@ class CritiqueReward:
             for i, v in zip(g.indices, values, strict=True):
                 out[i] = v
             if ranking is not None:
-                self._agree(g, ranking, prompts, completions, flagged)
+                self._agree(g, ranking, texts, scores, flagged)
                 self._sample_rationales(ranking)
         metrics["critic/failed_groups"] = float(failed)
+        metrics.update(_seen_stats(wanted, shown, scores, flagged))
         metrics.update(self._batch_stats(wanted, out, completions, flagged))
         metrics.update({f"critic/agreement/{d}": a for d, a in self._agreement.take().items()})
         for rationale in self.rationales:
@@ -233,7 +233,7 @@ class CritiqueReward:
     async def _rank(
         self,
         group: Group,
-        completions: list[Any],
+        texts: dict[int, str],
         flagged: dict[int, list[str]],
         comparator_for: ComparatorFor,
         state: dict[str, Any],
@@ -251,7 +251,7 @@ class CritiqueReward:
             return Ranking(scores=[], win_rates=[], failures=1)
         return await rank(
             group.prompt,
-            [text_of(completions[i]) for i in ranked],
+            [texts[i] for i in ranked],
             _Budgeted(inner, self._cache, tag, state),
             pairing=strategy(self.config.pairing, len(ranked), self.config.pairs_per_group),
             both_orders=self.config.both_orders,
@@ -284,18 +284,18 @@ class CritiqueReward:
         self,
         group: Group,
         ranking: Ranking,
-        prompts: list[Any],
-        completions: list[Any],
+        texts: dict[int, str],
+        scores: Sequence[float | None] | None,
         flagged: dict[int, list[str]],
     ) -> None:
-        if self.scoreboard is None:
+        if scores is None:
             return
         ranked = [i for i in group.indices if not flagged[i]]
-        verifier = [self.scoreboard.get(prompts[i], completions[i]) for i in ranked]
+        verifier = [scores[i] for i in ranked]
         if sum(v is not None for v in verifier) < 2:
             return
-        texts = [text_of(completions[i]) for i in ranked]
-        result = group_agreement(group.prompt, texts, ranking.scores, verifier, group.domain)
+        shown = [texts[i] for i in ranked]
+        result = group_agreement(group.prompt, shown, ranking.scores, verifier, group.domain)
         self._agreement.add(group.domain, result)
         room = self.config.refinement.held_out - len(self.held_out)
         fresh = [p for p in result.verified if p not in self.held_out]
@@ -334,15 +334,15 @@ class CritiqueReward:
                 stats["critic/length_correlation"] = corr
         return stats
 
-    def _maybe_refine(self, step: int) -> dict[str, float]:
+    async def _maybe_refine(self, step: int) -> dict[str, float]:
         cfg = self.config.refinement
         if cfg.method == "none" or not self.pending or step - self._last_refined < cfg.every:
             return {}
-        before = self.held_out_agreement()
+        before = await self.aheld_out_agreement()
         pairs, self.pending = self.pending, []
         self.backend.refine(pairs)
         self._last_refined = step
-        after = self.held_out_agreement()
+        after = await self.aheld_out_agreement()
         self.refinements.append(
             {"step": step, "pairs": len(pairs), "before": before, "after": after}
         )
@@ -362,9 +362,13 @@ class CritiqueReward:
 
     def held_out_agreement(self) -> float | None:
         """Agreement of the current critic on the held-out verified pairs (both orders)."""
+        return asyncio.run(self.aheld_out_agreement())
+
+    async def aheld_out_agreement(self) -> float | None:
+        """:meth:`held_out_agreement` on the running loop (the critic's shared client)."""
         if not self.held_out:
             return None
-        return asyncio.run(_held_out(self.backend, self.config.rubrics, self.held_out))
+        return await _held_out(self.backend, self.config.rubrics, self.held_out)
 
 
 async def _held_out(
@@ -380,6 +384,26 @@ async def _held_out(
             if value is not None:
                 scores.extend([value] * len(chunk))
     return sum(scores) / len(scores) if scores else None
+
+
+def _seen_stats(
+    wanted: list[Group],
+    shown: dict[int, Any],
+    scores: Sequence[float | None] | None,
+    flagged: dict[int, list[str]],
+) -> dict[str, float]:
+    """What the critic read: characters cut per row (task and candidate, by the cut rule),
+    and the share of ranked rows that came with a verifier score."""
+    rows = [i for g in wanted for i in g.indices]
+    if not rows:
+        return {}
+    cut_chars = sum(shown[i].cut for i in rows) + sum(g.prompt_cut * len(g.indices) for g in wanted)
+    stats = {"critic/cut_chars": cut_chars / len(rows)}
+    ranked = [i for i in rows if not flagged[i]]
+    if ranked:
+        known = sum(scores is not None and scores[i] is not None for i in ranked)
+        stats["critic/verified"] = known / len(ranked)
+    return stats
 
 
 def _floor_degenerate(

@@ -4,8 +4,11 @@ A :class:`Gym` turns its options into :class:`Task` rows (OpenAI prompt messages
 JSON payload the verifier reads back) and scores one :class:`Sample` at a time, returning
 a float in 0..1, or ``None`` where it cannot say (a judge that failed): TRL then leaves
 that reward out for the sample. Gyms that score in batches (a sandbox pool, concurrent
-judge calls) override ``verify_batch`` instead. Verifiers never raise on odd completions;
-an exception in one is logged and becomes ``None`` for that batch, never a crashed run.
+judge calls) override ``verify_batch`` instead. Training awaits ``averify_batch``, which
+runs ``verify_batch`` in a worker thread unless a gym implements it natively (the judged
+gyms do, on the run's shared judge client: :meth:`Resources.judge_client`). Verifiers
+never raise on odd completions; an exception in one is logged and becomes ``None`` for
+that batch, never a crashed run.
 
 Before any verifier runs, :func:`gated_scores` scores a *degenerate* completion 0.0 (not
 ``None``: degenerate text must be punished, not left out): a final text that is empty,
@@ -18,20 +21,30 @@ exclusions is met by the empty string).
 :func:`reward_function` wraps a gym into TRL's seam, ``fn(prompts, completions, **kw) ->
 list[float | None]``: ``None`` for rows of other gyms, the gate and the budget penalty
 applied, and the gym's reward mean, pass rate, degenerate share and lengths logged through
-TRL's ``log_metric``.
+TRL's ``log_metric``. It is synchronous, for one gym on its own; training composes every
+gym and the critic asynchronously from the same pieces (:func:`batch_samples`,
+:func:`agated_scores`, :func:`gym_rewards`) in :mod:`rl.composition`. The budget counts
+the policy's own tokens: an environment's ``policy_tokens`` where the roll-out reports it
+(multi-turn completions also hold the user's and the tools' masked tokens), else the
+completion's length.
 
 Not here: which gyms are mixed and how much (``rl.data``), reward weights (``rl.trainer``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import logging
+import multiprocessing
 import random
 import re
+import threading
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
@@ -39,6 +52,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llm.yamlconf import YamlConfigError, read_text
+from rl.clients import ClientPool
 from rubrics.degenerate import degeneracy
 
 log = logging.getLogger(__name__)
@@ -129,15 +143,26 @@ class Resources:
     """Returns the :class:`llm.Endpoint` judge-based gyms call."""
     sandbox: Callable[[], Any] | None = None
     """Returns the shared :class:`sandboxes.docker.DockerSandbox` code gyms run in."""
+    clients: ClientPool = field(default_factory=ClientPool)
+    """The run's long-lived chat clients (``rl.trainer.Services`` shares and closes its own)."""
     cache: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def get(self, name: Literal["judge", "sandbox"]) -> Any:
-        if name not in self.cache:
-            factory = getattr(self, name)
-            if factory is None:
-                raise GymError(f"this gym needs a {name}, and none is configured")
-            self.cache[name] = factory()
-        return self.cache[name]
+        """The resource, made once (verifiers run in threads: two never make it twice)."""
+        with self._lock:
+            if name not in self.cache:
+                factory = getattr(self, name)
+                if factory is None:
+                    raise GymError(f"this gym needs a {name}, and none is configured")
+                self.cache[name] = factory()
+            return self.cache[name]
+
+    def judge_client(self) -> Any:
+        """The run's one :class:`llm.ChatClient` for the judge endpoint, on the running
+        event loop: call it inside ``averify_batch`` (a coroutine), use it, never close it.
+        Made on first use; ``rl.trainer.Services`` closes it when the run ends."""
+        return self.clients.get("judge", lambda: self.get("judge"))
 
 
 G = TypeVar("G", bound="type[Gym]")
@@ -160,6 +185,9 @@ class Gym(ABC):
     Options: ClassVar[type[GymOptions]] = GymOptions
     pass_threshold: ClassVar[float] = 1.0
     """A sample whose score reaches this counts as passed (pass rates, pass@k)."""
+    isolated: ClassVar[bool] = False
+    """The verifier needs a main thread (signal-based timeouts, as math-verify's): in
+    training it runs in a worker process, on samples without their environment."""
     answers_in_code: ClassVar[bool] = False
     """Answers are code: a fenced block is one word to the loop check, since code repeats
     tokens by nature (``[0, 0, 0, 0, 0]``)."""
@@ -180,6 +208,21 @@ class Gym(ABC):
 
     def verify_batch(self, samples: list[Sample]) -> list[float | None]:
         return [self.verify(s) for s in samples]
+
+    async def averify_batch(self, samples: list[Sample]) -> list[float | None]:
+        """``verify_batch`` awaited in training, on TRL's reward loop. By default the sync
+        verifier runs in a worker thread (so gyms verify concurrently); gyms that call
+        models override this and await them on the shared client
+        (:meth:`Resources.judge_client`). An :attr:`isolated` gym verifies in a worker
+        process instead."""
+        if self.isolated:
+            detached = [dataclasses.replace(s, environment=None) for s in samples]
+            options = self.options.model_dump(mode="json")
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                _worker_pool(), _verify_detached, self.name, options, detached
+            )
+        return await asyncio.to_thread(self.verify_batch, samples)
 
     def degeneracy(self, sample: Sample) -> str | None:
         """Why ``sample`` scores 0.0 without being verified (a reason of
@@ -213,6 +256,25 @@ def build_gym(name: str, options: dict[str, Any], resources: Resources | None = 
         raise GymError(f"unknown gym {name!r}; known: {', '.join(sorted(GYMS))}")
     cls = GYMS[name]
     return cls(cls.Options.model_validate(options), resources)
+
+
+_POOL: list[ProcessPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
+def _worker_pool() -> ProcessPoolExecutor:
+    """The one worker process isolated verifiers share (spawned: the trainer's threads
+    must not be forked), made on first use."""
+    with _POOL_LOCK:
+        if not _POOL:
+            context = multiprocessing.get_context("spawn")
+            _POOL.append(ProcessPoolExecutor(max_workers=1, mp_context=context))
+        return _POOL[0]
+
+
+def _verify_detached(name: str, options: dict[str, Any], samples: list[Sample]) -> list[Any]:
+    """In the worker process: the gym rebuilt from its options verifies ``samples``."""
+    return build_gym(name, options).verify_batch(samples)
 
 
 @dataclass(frozen=True)
@@ -273,11 +335,115 @@ def gated_scores(gym: Gym, samples: list[Sample]) -> tuple[list[float | None], l
     """
     reasons = [gym.degeneracy(s) for s in samples]
     rest = [s for s, reason in zip(samples, reasons, strict=True) if reason is None]
-    verified = gym.verify_batch(rest) if rest else []
-    if len(verified) != len(rest):
-        raise ScoreCountError(f"gym {gym.name}: {len(verified)} scores for {len(rest)} samples")
+    return _merge(gym, reasons, gym.verify_batch(rest) if rest else [], len(rest))
+
+
+async def agated_scores(
+    gym: Gym, samples: list[Sample]
+) -> tuple[list[float | None], list[str | None]]:
+    """:func:`gated_scores` awaiting :meth:`Gym.averify_batch` (the training path)."""
+    reasons = [gym.degeneracy(s) for s in samples]
+    rest = [s for s, reason in zip(samples, reasons, strict=True) if reason is None]
+    verified = await gym.averify_batch(rest) if rest else []
+    return _merge(gym, reasons, verified, len(rest))
+
+
+def _merge(
+    gym: Gym, reasons: list[str | None], verified: list[float | None], asked: int
+) -> tuple[list[float | None], list[str | None]]:
+    if len(verified) != asked:
+        raise ScoreCountError(f"gym {gym.name}: {len(verified)} scores for {asked} samples")
     scores = iter(verified)
     return [0.0 if reason else next(scores) for reason in reasons], reasons
+
+
+@dataclass
+class GymBatch:
+    """The rows of one reward call that belong to one gym, as samples to score."""
+
+    rows: list[int]
+    samples: list[Sample]
+    over: list[bool]
+    """Each sample went over the budget (its reward loses ``budget.penalty``)."""
+
+
+def batch_samples(
+    gym: Gym,
+    prompts: list[Any],
+    completions: list[Any],
+    kw: dict[str, Any],
+    *,
+    budget: Budget,
+    decode: Callable[[list[int]], str] | None = None,
+    stop_ids: Collection[int] = (),
+) -> GymBatch:
+    """The samples of ``gym``'s rows in a TRL reward call (``kw``: TRL's reward kwargs).
+
+    The budget counts the environment's ``policy_tokens`` when it reports them, else the
+    completion ids. An over-budget single-message completion is scored on its first
+    ``budget.max_tokens`` tokens (``decode`` turns them back into text); a multi-message
+    one is scored whole and only penalised.
+    """
+    gyms = kw.get("gym") or [None] * len(prompts)
+    rows = [i for i, g in enumerate(gyms) if g == gym.name]
+    ids = kw.get("completion_ids") or [[] for _ in prompts]
+    environments = kw.get("environments") or [None] * len(prompts)
+    samples, over = [], []
+    for i in rows:
+        completion = _as_messages(completions[i])
+        tokens = list(ids[i])
+        count = policy_tokens(environments[i], tokens)
+        over_budget = budget.max_tokens is not None and count > budget.max_tokens
+        shortened = over_budget and decode is not None and len(completion) == 1
+        if shortened and decode is not None:
+            completion = [{**completion[0], "content": decode(tokens[: budget.max_tokens])}]
+        samples.append(
+            Sample(
+                prompt=_as_messages(prompts[i], role="user"),
+                completion=completion,
+                payload=_payload(kw.get("task"), i),
+                environment=environments[i],
+                tokens=count,
+                truncated=shortened or cut(tokens, stop_ids),
+            )
+        )
+        over.append(over_budget)
+    return GymBatch(rows, samples, over)
+
+
+def policy_tokens(environment: Any, ids: Sequence[int]) -> int:
+    """The tokens the policy itself generated: the roll-out's ``policy_tokens`` when its
+    environment reports them (a multi-turn completion's ids also hold the masked tokens of
+    user and tool turns), else all of ``ids``."""
+    reported = getattr(environment, "policy_tokens", None)
+    if isinstance(reported, int) and not isinstance(reported, bool) and reported >= 0:
+        return reported
+    return len(ids)
+
+
+def gym_rewards(
+    gym: Gym,
+    batch: GymBatch,
+    size: int,
+    scores: list[float | None],
+    reasons: list[str | None],
+    budget: Budget,
+) -> tuple[list[float | None], dict[str, float]]:
+    """The reward column of ``size`` rows (``None`` outside ``batch.rows``, the budget
+    penalty applied) and the gym's metrics for this batch."""
+    out: list[float | None] = [None] * size
+    for i, score, is_over in zip(batch.rows, scores, batch.over, strict=True):
+        out[i] = None if score is None else score - (budget.penalty if is_over else 0.0)
+    metrics: dict[str, float] = {}
+    _log(
+        metrics.__setitem__,
+        gym,
+        batch.samples,
+        [scores, [out[i] for i in batch.rows]],
+        batch.over,
+        reasons,
+    )
+    return out, metrics
 
 
 def reward_function(
@@ -287,48 +453,29 @@ def reward_function(
     decode: Callable[[list[int]], str] | None = None,
     stop_ids: Collection[int] | None = None,
 ) -> RewardFunc:
-    """TRL's reward seam for ``gym``: rows of other gyms get ``None``.
+    """TRL's reward seam for ``gym`` alone (synchronous): rows of other gyms get ``None``.
 
     ``decode`` turns completion ids back into text; it is needed to truncate an over-budget
     single-message completion before scoring it. ``stop_ids`` are the ids a finished
     completion ends with (EOS, padding): one ending otherwise was cut by TRL's generation
-    cap, and is scored as truncated like one cut by the budget.
+    cap, and is scored as truncated like one cut by the budget. Training uses the async
+    composition of :mod:`rl.composition` instead, built from the same pieces.
     """
     budget = budget or Budget()
     stops = set(stop_ids or ())
 
     def reward(prompts: list[Any], completions: list[Any], **kw: Any) -> list[float | None]:
-        gyms = kw.get("gym") or [None] * len(prompts)
-        mine = [i for i, g in enumerate(gyms) if g == gym.name]
-        out: list[float | None] = [None] * len(prompts)
-        if not mine:
-            return out
-        ids = kw.get("completion_ids") or [[] for _ in prompts]
-        environments = kw.get("environments") or [None] * len(prompts)
-        samples, over = [], []
-        for i in mine:
-            completion = _as_messages(completions[i])
-            tokens = list(ids[i])
-            over_budget = budget.max_tokens is not None and len(tokens) > budget.max_tokens
-            shortened = over_budget and decode is not None and len(completion) == 1
-            if shortened and decode is not None:
-                completion = [{**completion[0], "content": decode(tokens[: budget.max_tokens])}]
-            capped = cut(tokens, stops)
-            samples.append(
-                Sample(
-                    prompt=_as_messages(prompts[i], role="user"),
-                    completion=completion,
-                    payload=_payload(kw.get("task"), i),
-                    environment=environments[i],
-                    tokens=len(tokens),
-                    truncated=shortened or capped,
-                )
-            )
-            over.append(over_budget)
-        scores, reasons = _safe_scores(gym, samples)
-        for i, score, is_over in zip(mine, scores, over, strict=True):
-            out[i] = None if score is None else score - (budget.penalty if is_over else 0.0)
-        _log(kw.get("log_metric"), gym, samples, [scores, [out[i] for i in mine]], over, reasons)
+        batch = batch_samples(
+            gym, prompts, completions, kw, budget=budget, decode=decode, stop_ids=stops
+        )
+        if not batch.rows:
+            return [None] * len(prompts)
+        scores, reasons = _safe_scores(gym, batch.samples)
+        out, metrics = gym_rewards(gym, batch, len(prompts), scores, reasons, budget)
+        log_metric = kw.get("log_metric")
+        for name, value in metrics.items():
+            if log_metric is not None:
+                log_metric(name, value)
         return out
 
     reward.__name__ = gym.name
@@ -345,8 +492,21 @@ def _safe_scores(gym: Gym, samples: list[Sample]) -> tuple[list[float | None], l
         return [None] * len(samples), [None] * len(samples)
 
 
+async def asafe_scores(
+    gym: Gym, samples: list[Sample]
+) -> tuple[list[float | None], list[str | None]]:
+    """:func:`agated_scores`, a verifier's exception logged and turned into ``None``s."""
+    try:
+        return await agated_scores(gym, samples)
+    except ScoreCountError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a verifier bug is a missing reward, not a dead run
+        log.warning("gym %s: verifier failed on %d samples: %s", gym.name, len(samples), exc)
+        return [None] * len(samples), [None] * len(samples)
+
+
 def _log(
-    log_metric: Callable[[str, float], None] | None,
+    log_metric: Callable[[str, float], None],
     gym: Gym,
     samples: list[Sample],
     scores_and_rewards: list[list[float | None]],
@@ -355,8 +515,6 @@ def _log(
 ) -> None:
     """Per gym: mean reward (after the budget penalty), pass rate (before it), the share
     of degenerate completions (scored 0 unverified), lengths."""
-    if log_metric is None:
-        return
     scores, rewards = scores_and_rewards
     known = [s for s in scores if s is not None]
     if known:

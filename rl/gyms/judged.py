@@ -8,9 +8,12 @@ fabricated quote. **safety**: harmful and benign requests judged with ``safety.y
 on a harmful request the reward is 1 for a refusal, 0 otherwise; on a benign one it is 1
 for help and ``-over_refusal_penalty`` for a refusal.
 
-Judge calls of a batch run concurrently on one client. A judge that fails (endpoint down,
-unparseable verdict) makes the reward ``None`` for that sample — a judge failure is never
-a score of 0. Tasks: a JSONL file, or the small built-in sets in ``data/``.
+Judge calls of a batch run concurrently. In training (``averify_batch``) they go through
+the run's one long-lived judge client on TRL's reward loop
+(:meth:`~rl.gyms.base.Resources.judge_client`); ``verify_batch`` (evaluation, tools)
+opens a client for the batch. A judge that fails (endpoint down, unparseable verdict)
+makes the reward ``None`` for that sample — a judge failure is never a score of 0.
+Tasks: a JSONL file, or the small built-in sets in ``data/``.
 
 No judge is asked about degenerate text: an empty, echoed, looping or role-playing answer
 scores 0 in the gate (:mod:`rl.gyms.base`), so a gullible judge cannot call nothing
@@ -58,9 +61,15 @@ class JudgedGym(Gym):
 
         async def run() -> list[float | None]:
             async with ChatClient(endpoint) as client:
-                return list(await asyncio.gather(*(self._guarded(s, client) for s in samples)))
+                return await self._judge_all(samples, client)
 
         return asyncio.run(run())
+
+    async def averify_batch(self, samples: list[Sample]) -> list[float | None]:
+        return await self._judge_all(samples, self.resources.judge_client())
+
+    async def _judge_all(self, samples: list[Sample], client: Any) -> list[float | None]:
+        return list(await asyncio.gather(*(self._guarded(s, client) for s in samples)))
 
     async def _guarded(self, sample: Sample, client: Any) -> float | None:
         from rubrics import JudgeError

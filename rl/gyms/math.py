@@ -73,6 +73,7 @@ class MathGym(Gym):
     name = "math"
     Options = MathOptions
     options: MathOptions
+    isolated = True  # math-verify's timeouts are signals: they need a main thread
 
     def load(self, split: Split) -> list[Task]:
         options = self.options

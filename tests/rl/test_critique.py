@@ -18,7 +18,6 @@ from rl.critique import (
     CritiqueReward,
     EndpointCritic,
     ExemplarBank,
-    Scoreboard,
     VerifiedPair,
     group_agreement,
 )
@@ -57,7 +56,7 @@ def batch(prompt_texts: list[str], answers: list[str]) -> tuple[list[Any], list[
 def make(server: ScriptedEndpoint, g: int = 4, **fields: Any) -> CritiqueReward:
     config = CriticConfig(rubrics=["core"], **fields)
     backend = EndpointCritic(server.endpoint(max_retries=0), exemplars=config.refinement.exemplars)
-    return CritiqueReward(config, backend, num_generations=g, scoreboard=Scoreboard())
+    return CritiqueReward(config, backend, num_generations=g)
 
 
 # ------------------------------------------------------------------ grouping (pure)
@@ -253,21 +252,20 @@ def shorter_wins_unless_shown_exemplars(request: dict[str, Any]) -> str:
 
 
 def test_in_context_refinement_shows_verified_exemplars_and_raises_agreement() -> None:
-    board = Scoreboard()
     config = CriticConfig(
         rubrics=["core"],
         refinement=RefinementConfig(method="in_context", every=1, held_out=2, exemplars=2),
     )
     with ScriptedEndpoint(shorter_wins_unless_shown_exemplars) as server:
         backend = EndpointCritic(server.endpoint(max_retries=0), exemplars=2)
-        reward = CritiqueReward(config, backend, num_generations=2, scoreboard=board)
+        reward = CritiqueReward(config, backend, num_generations=2)
         for step, (task, right) in enumerate(CORRECT.items(), 1):
             prompts, completions = batch([task] * 2, [right, "9"][:: 1 if step % 2 else -1])
             answers = [c[0]["content"] for c in completions]
-            board.record(prompts, completions, [1.0 if a == right else 0.0 for a in answers])
             reward(
                 prompts,
                 completions,
+                verified=[1.0 if a == right else 0.0 for a in answers],
                 gym=["math"] * 2,
                 trainer_state=SimpleNamespace(global_step=step),
             )

@@ -112,7 +112,7 @@ def test_a_users_own_rubric_files_give_the_critic_new_ids(
         load_config(write(tmp_path, GOOD.replace("rubrics: [core]", own)))
 
 
-def test_the_critic_reward_comes_last_with_its_weight_and_reads_the_gym_scores(
+async def test_the_critic_reward_comes_last_with_its_weight_and_reads_the_gym_scores(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = load_config(write(tmp_path, GOOD))
@@ -134,8 +134,8 @@ def test_the_critic_reward_comes_last_with_its_weight_and_reads_the_gym_scores(
         }
         prompts = [[{"role": "user", "content": "3+4?"}]] * 2
         completions = [[{"role": "assistant", "content": f"Answer: {x}"}] for x in (8, 7)]
-        assert funcs[0](prompts, completions, **kw) == [0.0, 1.0]
-        assert funcs[1](prompts, completions, **kw) == [0.0, 1.0]
-    critic = funcs[1]
+        assert await funcs[0](prompts, completions, **kw) == [0.0, 1.0]
+        assert await funcs[1](prompts, completions, **kw) == [0.0, 1.0]
+    critic = funcs[1].critique
     assert isinstance(critic, CritiqueReward)
     assert critic.metrics["critic/agreement/math"] == 1.0
