@@ -23,7 +23,7 @@ or called alone as a plain sync reward function. Per batch it
 5. where the gyms scored the same completions (``verified``: one score or ``None`` per
    row, or an awaitable of them, awaited after ranking so verification and ranking
    overlap), measures the critic's agreement with the verifier per domain
-   (``critic/verified``: the share of ranked rows that had a score) and collects verified
+   (``critic/verified``: the share of its rows that had a score) and collects verified
    pairs, and every ``refinement.every`` steps refines the critic on the pairs it got
    wrong, measuring held-out agreement before and after.
 
@@ -196,7 +196,7 @@ class CritiqueReward:
                 self._agree(g, ranking, texts, scores, flagged)
                 self._sample_rationales(ranking)
         metrics["critic/failed_groups"] = float(failed)
-        metrics.update(_seen_stats(wanted, shown, scores, flagged))
+        metrics.update(_seen_stats(wanted, shown, scores))
         metrics.update(self._batch_stats(wanted, out, completions, flagged))
         metrics.update({f"critic/agreement/{d}": a for d, a in self._agreement.take().items()})
         for rationale in self.rationales:
@@ -390,19 +390,16 @@ def _seen_stats(
     wanted: list[Group],
     shown: dict[int, Any],
     scores: Sequence[float | None] | None,
-    flagged: dict[int, list[str]],
 ) -> dict[str, float]:
     """What the critic read: characters cut per row (task and candidate, by the cut rule),
-    and the share of ranked rows that came with a verifier score."""
+    and the share of its rows that came with a verifier score."""
     rows = [i for g in wanted for i in g.indices]
     if not rows:
         return {}
     cut_chars = sum(shown[i].cut for i in rows) + sum(g.prompt_cut * len(g.indices) for g in wanted)
     stats = {"critic/cut_chars": cut_chars / len(rows)}
-    ranked = [i for i in rows if not flagged[i]]
-    if ranked:
-        known = sum(scores is not None and scores[i] is not None for i in ranked)
-        stats["critic/verified"] = known / len(ranked)
+    known = sum(scores is not None and scores[i] is not None for i in rows)
+    stats["critic/verified"] = known / len(rows)
     return stats
 
 
