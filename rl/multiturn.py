@@ -381,6 +381,7 @@ class MultiTurnMixin:
             hook = getattr(env, "finish", None)
             if hook is None:
                 return
+            failed = getattr(env, "failure", None)
             limit = self.rollout_limits.finish_timeout_s
             try:
                 await asyncio.wait_for(hook(), limit)
@@ -388,6 +389,9 @@ class MultiTurnMixin:
                 self._fail(b, env, f"finish timed out after {limit:g} s")
             except Exception as exc:  # noqa: BLE001 - the row's reward becomes None, not a crash
                 self._fail(b, env, f"finish raised {type(exc).__name__}: {exc}")
+            else:
+                if not failed and getattr(env, "failure", None):
+                    b.failures += 1  # the environment recorded its own failure while finishing
 
         await asyncio.gather(*(finish(env) for env in b.envs if env is not None))
 
@@ -445,7 +449,7 @@ def _name(tool: Any) -> str:
 
 def _owns_failure(env: Any) -> bool:
     """Environments with hooks own ``failure`` (they clear it in ``reset``); others do not."""
-    return any(callable(getattr(type(env), hook, None)) for hook in HOOKS)
+    return any(hasattr(type(env), hook) for hook in HOOKS)  # a method or a descriptor
 
 
 _CLASSES: dict[type[Any], type[Any]] = {}
