@@ -416,7 +416,8 @@ def policy_tokens(environment: Any, ids: Sequence[int]) -> int:
     environment reports them (a multi-turn completion's ids also hold the masked tokens of
     user and tool turns), else all of ``ids``."""
     reported = getattr(environment, "policy_tokens", None)
-    if isinstance(reported, int) and not isinstance(reported, bool) and reported >= 0:
+    # 0 is "not counted yet" (a roll-out always has at least one policy token)
+    if isinstance(reported, int) and not isinstance(reported, bool) and reported > 0:
         return reported
     return len(ids)
 
