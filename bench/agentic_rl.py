@@ -8,8 +8,9 @@ user message is a model call to the scripted endpoint (latency L, capacity C: re
 past C wait). The policy's turns are scripted (same tokens every run), so the figure
 measures the roll-out machinery, not generation speed. The bound is C/L requests per
 second; the figure is the batch's requests per second as a fraction of it, and the
-speedup over playing the same rows one roll-out at a time through the same loop (in
-``--quick`` the sequential time is measured on a few rows and scaled to the batch).
+speedup over playing the same rows one roll-out at a time through the same loop (the
+sequential time is measured on a few rows, 2 in ``--quick`` and 16 otherwise, and scaled
+to the batch: each sequential roll-out takes the same five round trips).
 
     python bench/agentic_rl.py [--quick] [--json]
 """
@@ -152,8 +153,8 @@ def play(trainer: Any, policy: ScriptedTurns, rows: int) -> tuple[float, int]:
 def measure_rollout(quick: bool) -> dict[str, Any]:
     """Roll-out throughput against the scripted endpoint's bound C/L, batch vs sequential."""
     latency, capacity = (0.5, 8) if quick else (0.5, 16)
-    rows = 2 * capacity
-    sequential_rows = 2 if quick else rows
+    rows = 4 * capacity  # a GRPO batch is larger than an endpoint's capacity
+    sequential_rows = 2 if quick else 16
     per_row = TOOL_ROUNDS + USER_TURNS
     with tempfile.TemporaryDirectory() as out:
         trainer = build_trainer(out)
@@ -225,7 +226,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="a smaller batch (about a minute)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smaller endpoint and batch (about a minute)"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON last")
     args = parser.parse_args()
     figures = measure_rollout(args.quick)

@@ -148,6 +148,8 @@ class _Batch:
     failures: int = 0
     budget_stops: int = 0
     user_turns: list[int] = field(default_factory=list)
+    unparsed: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict)
+    """Policy turns generated but not parsed yet: row -> (ids, the context before them)."""
     tool_rounds: list[int] = field(default_factory=list)
     """Tool rounds since each row's last user turn (TRL's ``max_tool_calling_iterations``)."""
 
@@ -212,16 +214,11 @@ class MultiTurnMixin:
             if env is not None and not _owns_failure(env):
                 env.failure = None  # a pooled env without hooks carries no failure across batches
         b = _Batch(prompts, prompt_ids, completion_ids, completions, logprobs, envs)
-        active = [i for i in range(n) if self._goes_on(b, i)]
-        while active:
-            steps = run_in_rollout_loop(self._external_steps(b, active))
-            ready = [
-                i for i, step in zip(active, steps, strict=True) if self._take_step(b, i, step)
-            ]
-            if not ready:
-                break
-            self._policy_turn(b, ready)
-            active = [i for i in ready if self._goes_on(b, i)]
+        live = list(range(n))
+        while live:
+            live = run_in_rollout_loop(self._round(b, live))
+            if live:
+                self._policy_turn(b, live)
         run_in_rollout_loop(self._finish_all(b))
         for env, mask in zip(envs, b.tool_mask, strict=True):
             if env is not None:
@@ -244,10 +241,26 @@ class MultiTurnMixin:
         ended = bool(ids) and ids[-1] in set(self.eos_token_ids)
         return ended and callable(getattr(env, "user_turn", None))
 
-    async def _external_steps(self, b: _Batch, rows: list[int]) -> list[_Step]:
-        """Every row's tool calls or user turn, concurrently."""
-        steps = [self._external_step(i, b.envs[i], b.prompts[i] + b.completions[i]) for i in rows]
-        return list(await asyncio.gather(*steps))
+    async def _round(self, b: _Batch, rows: list[int]) -> list[int]:
+        """Every row's external step, concurrently; the rows whose policy plays next.
+
+        Each row's CPU work (parsing its last turn, rendering what comes back) runs in its
+        own coroutine, so it overlaps the other rows' model and tool calls in flight.
+        """
+        played = await asyncio.gather(*(self._row_round(b, i) for i in rows))
+        return [i for i, goes_on in zip(rows, played, strict=True) if goes_on]
+
+    async def _row_round(self, b: _Batch, i: int) -> bool:
+        if i in b.unparsed:
+            ids, context = b.unparsed.pop(i)
+            tools = self._row_tools(i)
+            b.completions[i].append(
+                parse_response(self._tokenizer, ids, prefix=context, tools=tools)
+            )
+        if not self._goes_on(b, i):
+            return False
+        step = await self._external_step(i, b.envs[i], b.prompts[i] + b.completions[i])
+        return self._take_step(b, i, step)
 
     async def _external_step(self, i: int, env: Any, conversation: list[dict[str, Any]]) -> _Step:
         calls = conversation[-1].get("tool_calls")
@@ -369,10 +382,8 @@ class MultiTurnMixin:
             b.tool_mask[i] += [1] * len(ids)
             if b.logprobs is not None and new_logprobs is not None:
                 b.logprobs[i] += list(new_logprobs[k][:room])
-            if ids:
-                tools = self._row_tools(i)
-                message = parse_response(self._tokenizer, ids, prefix=contexts[k], tools=tools)
-                b.completions[i].append(message)
+            if ids:  # parsed at the start of the next round, in the row's own coroutine
+                b.unparsed[i] = (ids, contexts[k])
 
     async def _finish_all(self, b: _Batch) -> None:
         """Every environment's ``finish``, concurrently, once per roll-out."""
