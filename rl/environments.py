@@ -42,13 +42,13 @@ import json
 import keyword
 import logging
 import types
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llm import ChatClient, Endpoint, FunctionCall, LLMError, ToolCall
+from rl.clients import ClientPool
 from sandboxes.base import Environment, SandboxError
 from sandboxes.mcp_env import MCPServerConfig
 from sandboxes.toolsets import TOOLSETS
@@ -128,34 +128,29 @@ def _default_resolver(name: str, model: str | None) -> Endpoint:
 
 
 _resolver: Resolver = _default_resolver
-_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, ChatClient]] = (
-    weakref.WeakKeyDictionary()
-)
+_pool = ClientPool()
 
 
-def use_endpoints(resolver: Resolver | None) -> None:
-    """How endpoint names become endpoints (the trainer passes the one that starts the
-    embedded server once per run); ``None`` restores ``llm.get_endpoint``."""
-    global _resolver
+def use_endpoints(resolver: Resolver | None, pool: ClientPool | None = None) -> None:
+    """How endpoint names become endpoints, and the pool whose clients they get (the
+    trainer passes its services' resolver, which starts the embedded server once per run,
+    and the run's :class:`~rl.clients.ClientPool`, which it closes at the end); ``None``
+    restores ``llm.get_endpoint`` and a pool of this module's own."""
+    global _resolver, _pool
     _resolver = resolver or _default_resolver
+    _pool = pool or ClientPool()
 
 
 async def shared_client(name: str, model: str | None) -> ChatClient:
     """The one client of endpoint ``name`` on the running loop, made on first use (its
     HTTP pool belongs to the loop that opened it, so each loop gets its own)."""
-    endpoint = _resolver(name, model)
-    clients = _CLIENTS.setdefault(asyncio.get_running_loop(), {})
-    key = f"{endpoint.name}|{endpoint.base_url}|{endpoint.model}"
-    if key not in clients:
-        clients[key] = ChatClient(endpoint)
-    return clients[key]
+    resolver = _resolver
+    return _pool.get(f"environment:{name}|{model or ''}", lambda: resolver(name, model))
 
 
 async def close_clients() -> None:
     """Close the running loop's shared clients (at the end of a run or a test)."""
-    clients = _CLIENTS.pop(asyncio.get_running_loop(), {})
-    for client in clients.values():
-        await client.aclose()
+    await _pool.aclose()
 
 
 # ------------------------------------------------------------------ hooks, owner task

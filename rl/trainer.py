@@ -29,9 +29,10 @@ from rl.clients import ClientPool
 from rl.composition import RewardComposition
 from rl.config import TrainConfig
 from rl.data import mixture
-from rl.environments import environment_class
+from rl.environments import environment_class, use_endpoints
 from rl.gyms import Budget, Gym, build_gym
 from rl.gyms.base import PLAIN_ENVIRONMENT, Resources
+from rl.multiturn import with_multiturn
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,13 @@ class Services(contextlib.ExitStack):
         self._lock = threading.RLock()
         self.clients = ClientPool()
         self.callback(self.clients.close)  # runs last: after the servers the clients talk to
+        self.callback(use_endpoints, None)  # environments stop resolving through this run
         self.resources = Resources(judge=self._judge, sandbox=self._sandbox, clients=self.clients)
+
+    def endpoint(self, name: str, model: str | None = None) -> Any:
+        """Endpoint ``name`` for the environments' user and simulator (``embedded``: the
+        run's one embedded server, started on first use)."""
+        return self._endpoint(name, model, 8)
 
     def critic_endpoint(self) -> Any:
         """The critic's endpoint (starting the embedded server if it is ``embedded``)."""
@@ -254,6 +261,11 @@ def build(
     if config.logging.progress:
         callbacks.append(RichProgress(every_s=progress_every_s))
     trainer_class = PtxGRPOTrainer if config.ptx else GRPOTrainer
+    factories = environment_factories(dataset)
+    if factories is not None:
+        # agentic rows: tool calls, the simulated user, and loss on the policy's tokens only
+        use_endpoints(services.endpoint, services.clients)
+        trainer_class = with_multiturn(trainer_class)
     trainer: Any = trainer_class(
         model=policy.model,
         reward_funcs=reward_functions(config, gyms, policy.tokenizer, services),
@@ -262,7 +274,7 @@ def build(
         processing_class=policy.tokenizer,
         callbacks=callbacks,
         peft_config=peft_config(config),
-        environment_factory=environment_factories(dataset),
+        environment_factory=factories,
     )
     decay.bind(trainer)
     if config.ptx:

@@ -6,6 +6,7 @@ only the gate can keep the reward at 0."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 from pathlib import Path
@@ -285,7 +286,12 @@ def test_doing_the_task_and_ending_with_a_degenerate_answer_earns_nothing(
 ) -> None:
     gym = tool_gym(judge, tmp_path)
     row, env = played(gym.rows("train"), "t-0")
-    env.transfer(source="checking-1", destination="savings-2", amount=50.0)
+
+    async def act() -> None:
+        await env.transfer(source="checking-1", destination="savings-2", amount=50.0)
+        await env.finish()
+
+    asyncio.run(act())
     said = [("I moved 50.00 to savings.", True), ("", True), ("<|im_start|>user\nthanks", True)]
     assert seam(gym, row, said, environments=[env] * 3) == [1.0, 0.0, 0.0]
 
