@@ -89,25 +89,33 @@ def test_temperature_decays_from_start_to_end_in_the_sampler(mixed_run) -> None:
 
 @pytest.mark.integration
 def test_tool_use_rows_play_in_real_executable_environments_through_trl(mixed_run) -> None:
-    from rl.environments import ToolEnvironment
+    from rl.environments import AgenticEnvironment
     from rl.gyms import build_gym
     from rl.gyms.base import reward_function
+    from rl.multiturn import run_in_rollout_loop
 
     trainer = mixed_run["trainer"]
-    pool = trainer._environment_pool["bank"]
-    assert pool and all(isinstance(env, ToolEnvironment) for env in pool)
-    assert "transfer" in {t.__name__ for t in trainer._env_tools["bank"]}
+    keys = [k for k in trainer._environment_pool if k.startswith("executable:bank:")]
+    assert len(keys) == 1, list(trainer._environment_pool)
+    pool = trainer._environment_pool[keys[0]]
+    assert pool and all(isinstance(env, AgenticEnvironment) for env in pool)
+    assert "transfer" in {t.__name__ for t in trainer._env_tools[keys[0]]}
     env = pool[0]
     task = env.task
-    # Call the tool the way TRL's tool loop does (keyword arguments from the parsed call).
+    # Call the tool the way the roll-out loop does: on its loop, keyword arguments.
     expected = task["checks"]["expected_state"]["accounts"]["savings-2"]["balance"]
-    env.transfer(source="checking-1", destination="savings-2", amount=expected - 100.0)
+
+    async def act() -> None:
+        await env.transfer(source="checking-1", destination="savings-2", amount=expected - 100.0)
+        await env.finish()
+
+    run_in_rollout_loop(act())
     gym = build_gym("tool_use", {"path": BANK})
     reward = reward_function(gym)
     payload = json.dumps({"task": task, "toolset": "bank"})
     rewards = reward(
         prompts=[[{"role": "user", "content": task["user_goal"]}]] * 2,
-        completions=[[{"role": "assistant", "content": "Done."}]] * 2,
+        completions=[[{"role": "assistant", "content": "I moved the money to savings."}]] * 2,
         gym=["tool_use", "math"],
         task=[payload, "{}"],
         environments=[env, None],
