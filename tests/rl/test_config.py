@@ -86,3 +86,16 @@ def test_the_demo_and_k2_configs_validate() -> None:
     demo, k2 = load_config(root / "demo.yaml"), load_config(root / "k2.yaml")
     assert {"math", "ifeval", "tool_use"} <= {g.gym for g in demo.gyms}
     assert k2.grpo.use_vllm and k2.grpo.vllm_mode == "colocate"
+
+
+def test_the_agentic_demo_routes_a_task_of_every_kind_with_the_user_on() -> None:
+    from rl.gyms import build_gym
+
+    root = Path(__file__).resolve().parents[2]
+    config = load_config(root / "configs" / "grpo" / "demo-agentic.yaml")
+    (entry,) = config.gyms
+    options = dict(entry.options, path=str(root / entry.options["path"]))
+    gym = build_gym(entry.gym, options)
+    kinds = {key.split(":")[0] for key in {r["environment"] for r in gym.rows("train")}}
+    assert kinds == {"executable", "simulated", "mcp", "docker"}
+    assert options["user"]["max_user_turns"] >= 1
