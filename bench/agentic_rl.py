@@ -12,18 +12,34 @@ speedup over playing the same rows one roll-out at a time through the same loop 
 sequential time is measured on a few rows, 2 in ``--quick`` and 16 otherwise, and scaled
 to the batch: each sequential roll-out takes the same five round trips).
 
-    python bench/agentic_rl.py [--quick] [--json]
+Part 2, learning. The embedded SmolLM2-135M policy trains with GRPO through
+``rl.trainer.build`` and ``Services`` (the path of ``python -m rl train``) on
+``configs/grpo/ask-user.yaml``: eight bank tasks where the user has two savings accounts
+and the agent must ask which one (a hidden fact) before calling ``transfer``; the reward
+is 1 when the final ledger is the expected one. The simulated user is a scripted endpoint
+on loopback, reached through an endpoint preset (``SUMMIT_ENDPOINTS``), that plays fair
+and deterministically: asked a question, it reveals its hidden fact; told the work is
+done, it is satisfied; otherwise it restates its goal. The mean reward of each step is
+recorded and plotted; the figures are the means of the first and last five steps (half
+the steps each when fewer than ten run: three of ``--quick``'s 6). A 135M model proves the
+plumbing, not quality: the question is whether the reward moves.
+
+    python bench/agentic_rl.py [--quick] [--json] [--steps N] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import logging
 import os
+import re
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,11 +51,13 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 from llm import ChatClient
 from llm.endpoints import Endpoint
-from llm.testing import ScriptedEndpoint
+from llm.testing import Reply, ScriptedEndpoint
 
+ROOT = Path(__file__).resolve().parents[1]
 TOOL_ROUNDS = 3
 """Simulated tool calls per roll-out; a user turn follows each answer but the last."""
 USER_TURNS = TOOL_ROUNDS - 1
+DEFAULT_OUT = ROOT / "runs" / "bench" / "agentic_rl"
 
 
 class BenchDesk:
@@ -198,8 +216,150 @@ def _close_clients() -> None:
     BenchDesk.clients.clear()
 
 
-def table(figures: dict[str, Any]) -> Table:
-    t = Table(title="Agentic RL: roll-out throughput (scripted endpoint, scripted policy turns)")
+# ------------------------------------------------------------------ part 2: learning
+ASK_USER = ROOT / "configs" / "grpo" / "ask-user.yaml"
+USER_PRESET = "bench-scripted-user"
+ASKED = re.compile(r"\?")
+DONE = re.compile(r"\b(done|transferred|moved|sent|completed)\b", re.IGNORECASE)
+
+
+class FairUser:
+    """The scripted user's responder: reads the user prompt ``synth.user`` renders (goal,
+    hidden facts, the visible conversation) and answers in its ``UserTurn`` JSON.
+
+    Asked a question (the agent's last text has a ``?``), it reveals its hidden facts;
+    told the work is done, it is ``satisfied``; otherwise it restates its goal. ``counts``
+    tallies the three answers."""
+
+    def __init__(self) -> None:
+        self.counts = {"revealed": 0, "satisfied": 0, "restated": 0}
+
+    def __call__(self, request: dict[str, Any]) -> Reply:
+        prompt = str(request["messages"][-1]["content"])
+        head, _, rest = prompt.partition('The conversation so far (you are "user"):\n')
+        conversation = rest.partition("\nWrite your next message.")[0]
+        goal = re.search(r"^What you want: (.*)$", head, re.MULTILINE)
+        facts = re.findall(r"^- [^:\n]+: (.+)$", head.partition("reveal only when")[2], re.M)
+        said = conversation.rpartition("[assistant] ")[2] if "[assistant] " in conversation else ""
+        if ASKED.search(said) and facts:
+            answer, status, kind = f"It is {', '.join(facts)}.", "continue", "revealed"
+        elif DONE.search(said):
+            answer, status, kind = "Thanks, that is all.", "satisfied", "satisfied"
+        else:
+            answer, status, kind = (
+                (goal.group(1) if goal else "Please do it."),
+                "continue",
+                "restated",
+            )
+        self.counts[kind] += 1
+        return Reply(content=json.dumps({"message": answer, "status": status}))
+
+
+@contextlib.contextmanager
+def user_preset(url: str) -> Iterator[None]:
+    """Make ``USER_PRESET`` an endpoint preset for ``url``: a copy of the presets file with
+    it added, named by ``SUMMIT_ENDPOINTS`` while the block runs (so ``Services.endpoint``
+    and ``llm.get_endpoint`` resolve it as they would any preset)."""
+    import yaml
+
+    from llm.endpoints import presets_path
+
+    presets = yaml.safe_load(presets_path().read_text(encoding="utf-8"))
+    presets[USER_PRESET] = {
+        "description": "bench/agentic_rl.py: the scripted, fair simulated user",
+        "base_url": url,
+        "api_key_required": False,
+        "model": "scripted",
+        "timeout_s": 30,
+        "max_retries": 1,
+    }
+    before = os.environ.get("SUMMIT_ENDPOINTS")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "endpoints.yaml"
+        path.write_text(yaml.safe_dump(presets), encoding="utf-8")
+        os.environ["SUMMIT_ENDPOINTS"] = str(path)
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("SUMMIT_ENDPOINTS", None)
+            else:
+                os.environ["SUMMIT_ENDPOINTS"] = before
+
+
+def ask_user_config(out: Path, steps: int) -> Any:
+    """``configs/grpo/ask-user.yaml`` with the bench's user preset, steps and output."""
+    from rl.config import TrainConfig, load_config
+
+    data = load_config(ASK_USER).model_dump(mode="json")
+    data["gyms"][0]["options"]["user"]["endpoint"] = USER_PRESET
+    data["grpo"]["max_steps"] = steps
+    data["output_dir"] = str(out / "run")
+    data["logging"] = {"progress": True, "report_to": []}
+    return TrainConfig.model_validate(data)
+
+
+def step_rewards(log_history: list[dict[str, Any]]) -> list[float]:
+    """The tool_use gym's mean reward of each logged step (every step is logged)."""
+    return [e["rewards/tool_use/mean"] for e in log_history if "rewards/tool_use/mean" in e]
+
+
+def measure_learning(quick: bool, steps: int | None, out: Path) -> dict[str, Any]:
+    """Train the ask-user family; per-step rewards, first/last means and the PNG."""
+    from rl.trainer import Services, build
+
+    steps = steps or (6 if quick else 30)
+    user = FairUser()
+    with ScriptedEndpoint(user) as server, user_preset(server.url):
+        cfg = ask_user_config(out, steps)
+        start = time.perf_counter()
+        with Services(cfg) as services:
+            trainer = build(cfg, services, progress_every_s=30.0)
+            trainer.train()
+        elapsed = time.perf_counter() - start
+    rewards = step_rewards(trainer.state.log_history)
+    window = min(5, len(rewards) // 2)  # 3 of --quick's 6 steps; never overlapping
+    first, last = rewards[:window], rewards[-window:]
+    png = out / "reward_per_step.png"
+    plot(rewards, png)
+    return {
+        "reward_first5": round(sum(first) / len(first), 4),
+        "reward_last5": round(sum(last) / len(last), 4),
+        "learning_window": window,
+        "learning_steps": len(rewards),
+        "learning_rewards": [round(r, 4) for r in rewards],
+        "learning_s_per_step": round(elapsed / max(1, len(rewards)), 1),
+        "learning_user_turns": dict(user.counts),
+        "learning_plot": str(png),
+    }
+
+
+def plot(rewards: list[float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(range(1, len(rewards) + 1), rewards, marker="o", markersize=3)
+    ax.set_xlabel("GRPO step")
+    ax.set_ylabel("mean reward (expected final state)")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title("embedded SmolLM2-135M on ask-user (scripted fair user)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def measure(quick: bool, steps: int | None = None, out: Path = DEFAULT_OUT) -> dict[str, Any]:
+    """Both parts: roll-out throughput, then learning."""
+    return {**measure_rollout(quick), **measure_learning(quick, steps, out)}
+
+
+def rollout_table(figures: dict[str, Any]) -> Table:
+    t = Table(title="Agentic RL 1: roll-out throughput (scripted endpoint, scripted policy turns)")
     t.add_column("measure")
     t.add_column("value", justify="right")
     t.add_column("target", justify="right")
@@ -222,17 +382,45 @@ def table(figures: dict[str, Any]) -> Table:
     return t
 
 
+def learning_table(figures: dict[str, Any]) -> Table:
+    n = figures["learning_window"]
+    t = Table(title="Agentic RL 2: GRPO on ask-user (embedded SmolLM2-135M, scripted fair user)")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    t.add_row("steps", f"{figures['learning_steps']} ({figures['learning_s_per_step']} s/step)")
+    t.add_row(f"mean reward, first {n} steps", f"{figures['reward_first5']:.3f}")
+    t.add_row(f"mean reward, last {n} steps", f"{figures['reward_last5']:.3f}")
+    t.add_row(
+        "user answers", ", ".join(f"{k} {v}" for k, v in figures["learning_user_turns"].items())
+    )
+    t.add_row("plot", figures["learning_plot"])
+    return t
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a smaller endpoint and batch (about a minute)"
+        "--quick",
+        action="store_true",
+        help="a smaller endpoint and batch, 6 training steps (first/last 3)",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON last")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default 30)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the PNG goes")
+    parser.add_argument(
+        "--part", choices=["all", "rollout", "learning"], default="all", help="run one part only"
+    )
     args = parser.parse_args()
-    figures = measure_rollout(args.quick)
-    Console().print(table(figures))
+    logging.basicConfig(level=logging.WARNING)
+    figures: dict[str, Any] = {}
+    if args.part in ("all", "rollout"):
+        figures.update(measure_rollout(args.quick))
+        Console().print(rollout_table(figures))
+    if args.part in ("all", "learning"):
+        figures.update(measure_learning(args.quick, args.steps, args.out))
+        Console().print(learning_table(figures))
     if args.json:
         print(json.dumps(figures))
 
