@@ -63,18 +63,17 @@ def test_the_rl_prompt_set_has_one_row_per_task(finished) -> None:
     assert json.loads(prompts[0]["task"])["id"] == prompts[0]["id"]
 
 
-def test_the_rl_tool_use_gym_reads_the_exported_tasks(finished) -> None:
+def test_the_rl_tool_use_gym_reads_the_exported_tasks_of_every_kind(finished) -> None:
     from rl.gyms.tool_use import read_tasks
 
     out, _ = finished
-    executable = [
-        json.loads(line)
-        for line in (out / "tasks.jsonl").read_text().splitlines()
-        if json.loads(line)["environment"] == "executable"
-    ]
+    written = [json.loads(line) for line in (out / "tasks.jsonl").read_text().splitlines()]
     tasks = read_tasks(out / "rl_prompts.parquet")
-    assert sorted(t.task.id for t in tasks) == sorted(t["id"] for t in executable) != []
-    assert all(t.task.checks.expected_state is not None for t in tasks)
+    assert sorted(t.task.id for t in tasks) == sorted(t["id"] for t in written) != []
+    kinds = {t.task.environment for t in tasks}
+    assert len(kinds) > 1 and kinds == {t["environment"] for t in written}
+    executable = [t for t in tasks if t.task.environment == "executable"]
+    assert executable and all(t.task.checks.expected_state is not None for t in executable)
 
 
 @pytest.mark.slow
