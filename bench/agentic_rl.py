@@ -335,22 +335,15 @@ def measure_learning(quick: bool, steps: int | None, out: Path) -> dict[str, Any
 
 
 def plot(rewards: list[float], path: Path) -> None:
-    import matplotlib
+    from grpo_learns import plot as reward_plot  # bench/ is on sys.path when run as a script
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(range(1, len(rewards) + 1), rewards, marker="o", markersize=3)
-    ax.set_xlabel("GRPO step")
-    ax.set_ylabel("mean reward (expected final state)")
-    ax.set_ylim(-0.05, 1.05)
-    ax.set_title("embedded SmolLM2-135M on ask-user (scripted fair user)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    reward_plot(
+        rewards,
+        path,
+        ylabel="mean reward (expected final state)",
+        title="embedded SmolLM2-135M on ask-user (scripted fair user)",
+        ylim=(-0.05, 1.05),
+    )
 
 
 def measure(quick: bool, steps: int | None = None, out: Path = DEFAULT_OUT) -> dict[str, Any]:

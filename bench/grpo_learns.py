@@ -65,7 +65,15 @@ def rewards_per_step(steps: int) -> list[float]:
         return [e["reward"] for e in trainer.state.log_history if "reward" in e]
 
 
-def plot(rewards: list[float], path: Path) -> None:
+def plot(
+    rewards: list[float],
+    path: Path,
+    *,
+    ylabel: str = "mean reward (math-verify)",
+    title: str = "embedded SmolLM2-135M on one-digit arithmetic",
+    ylim: tuple[float, float] | None = None,
+) -> None:
+    """Mean reward per GRPO step as a PNG (bench/agentic_rl.py draws its curve with it too)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,8 +82,10 @@ def plot(rewards: list[float], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(range(1, len(rewards) + 1), rewards, marker="o", markersize=3)
     ax.set_xlabel("GRPO step")
-    ax.set_ylabel("mean reward (math-verify)")
-    ax.set_title("embedded SmolLM2-135M on one-digit arithmetic")
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
