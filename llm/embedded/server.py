@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import jsonschema
@@ -199,8 +200,13 @@ class EmbeddedServer(LoopbackServer):
         json_mode: str = "constrained",
         json_retries: int = 3,
         default_max_tokens: int = 256,
+        model_path: str | Path | None = None,
     ) -> None:
         super().__init__(host=host, port=port)
+        self.model_path = Path(model_path) if model_path is not None else None
+        """A local Hugging Face model directory to serve; None: the embedded default."""
+        self.model_name = self.model_path.name if self.model_path is not None else MODEL_NAME
+        """The name clients send and see in ``/v1/models``: the directory's name."""
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.threads = threads
@@ -218,10 +224,10 @@ class EmbeddedServer(LoopbackServer):
         fields.setdefault("timeout_s", 600)
         fields.setdefault("max_concurrency", self.max_batch)
         fields.setdefault("temperature", 0.7)
-        return local_endpoint(self.url, name="embedded", model=MODEL_NAME, **fields)
+        return local_endpoint(self.url, name="embedded", model=self.model_name, **fields)
 
     async def build_app(self) -> web.Application:
-        model, self.tokenizer = await asyncio.to_thread(load_model)
+        model, self.tokenizer = await asyncio.to_thread(load_model, self.model_path)
         self.engine = BatchEngine(
             model,
             self.tokenizer,
@@ -244,7 +250,7 @@ class EmbeddedServer(LoopbackServer):
         return web.json_response(
             {
                 "object": "list",
-                "data": [{"id": MODEL_NAME, "object": "model", "owned_by": "summit"}],
+                "data": [{"id": self.model_name, "object": "model", "owned_by": "summit"}],
             }
         )
 
@@ -373,7 +379,7 @@ class EmbeddedServer(LoopbackServer):
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": MODEL_NAME,
+            "model": self.model_name,
             "choices": choices,
             "usage": {
                 "prompt_tokens": prompt_tokens,
