@@ -490,11 +490,12 @@ def _busy(message: str) -> web.Response:
 
 @contextmanager
 def embedded_endpoint(**server_args: Any) -> Iterator[Endpoint]:
-    """The ``embedded`` preset when ``SUMMIT_EMBEDDED_URL`` points at a running server,
-    else a server started for the duration of the block."""
+    """The ``embedded`` preset when ``SUMMIT_EMBEDDED_URL`` points at a running server of
+    the default model, else a server started for the duration of the block (always for
+    ``model_path=...``: a checkpoint is served by its own server)."""
     import os
 
-    if os.environ.get(EMBEDDED_URL_ENV):
+    if os.environ.get(EMBEDDED_URL_ENV) and server_args.get("model_path") is None:
         yield get_endpoint("embedded")
         return
     with EmbeddedServer(**server_args) as server:
