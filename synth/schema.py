@@ -158,12 +158,16 @@ class Record(BaseModel):
     usage: dict[str, dict[str, float]] = Field(default_factory=dict)
     """Tokens and cost per role spent while this record was made (agent, user,
     tool_simulator, judge); summed over the dataset they give the run's usage."""
+    trial_id: str | None = None
+    """Which play of the task this is when a task is played several times (rejection
+    sampling, pass^k evaluation: ``rl.trials``); it is then the row's ``id``. None in
+    the synthesis, which plays each task once: the row's ``id`` is the task id."""
 
     def to_row(self) -> dict[str, Any]:
         """The parquet row: OpenAI ``messages``/``tools`` columns plus flat metadata."""
         t = self.trajectory
         return {
-            "id": self.task_id,
+            "id": self.trial_id or self.task_id,
             "agent_id": self.agent_id,
             "domain": self.domain,
             "environment": self.environment,

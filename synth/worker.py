@@ -82,11 +82,16 @@ class Worker:
         )
         return tasks, failures, self.usage_delta()
 
-    async def run_task(self, task: TaskSpec, agent: AgentSpec) -> Record:
-        """Play ``task`` and judge it; always a record (failures are rejections)."""
+    async def run_task(self, task: TaskSpec, agent: AgentSpec, seed: int | None = None) -> Record:
+        """Play ``task`` and judge it; always a record (failures are rejections).
+
+        ``seed`` seeds the environment, the user and the agent's calls; by default it
+        derives from the task id (the synthesis plays each task once). Playing one task
+        several times (``rl.trials``) passes a seed per play."""
         from synth.judging import decide
 
-        seed = int(task.id.split("-")[-1], 16) % 2**31
+        if seed is None:
+            seed = int(task.id.split("-")[-1], 16) % 2**31
         env = self.environment(agent, seed)
         user = UserSimulator(task, self.clients["user"], seed=seed)
         trajectory = await roll_out(
