@@ -42,7 +42,7 @@ from pydantic import (
 
 from llm.client import extract_json
 from llm.embedded.engine import BatchEngine, EngineBusy, Generation, GenerationRequest
-from llm.embedded.model import DEFAULT_SYSTEM, MODEL_NAME, load_model
+from llm.embedded.model import DEFAULT_SYSTEM, MODEL_NAME, check_checkpoint, load_model
 from llm.endpoints import EMBEDDED_URL_ENV, Endpoint, get_endpoint, local_endpoint
 from llm.loopback import LoopbackServer
 from llm.toolcalls import HERMES_CLOSE, HERMES_OPEN, parse_tool_calls
@@ -219,6 +219,14 @@ class EmbeddedServer(LoopbackServer):
         self.tokenizer: Any = None
         self.requests_abandoned = 0
         """Requests whose client disconnected before the answer was ready."""
+
+    def start(self) -> EmbeddedServer:
+        """Load the model and serve it; a ``model_path`` that is not a model raises a
+        one-line :class:`~llm.errors.ConfigError` first, before any port is bound."""
+        if self.model_path is not None:
+            check_checkpoint(self.model_path)
+        server: EmbeddedServer = super().start()
+        return server
 
     def endpoint(self, **fields: Any) -> Endpoint:
         fields.setdefault("timeout_s", 600)
