@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from llm.embedded.model import ModelDir, check_served_here
 from llm.endpoints import PresetName
 from llm.yamlconf import TextFile, checking_files, error_message, load_yaml_model
 
@@ -127,6 +128,14 @@ class JudgeConfig(BaseModel):
     """Model name or preset variant; the preset's default when unset."""
     max_concurrency: int = Field(8, ge=1)
     """Judge requests in flight."""
+    model_path: ModelDir | None = None
+    """A local model directory (an SFT or GRPO output, a LoRA adapter) the run serves as
+    the judge with the embedded engine; only with endpoint ``embedded``, without ``model``."""
+
+    @model_validator(mode="after")
+    def _served_here(self) -> JudgeConfig:
+        check_served_here(self.model_path, self.endpoint, model=self.model)
+        return self
 
 
 class SandboxConfig(BaseModel):
@@ -171,6 +180,10 @@ class CriticConfig(BaseModel):
     """Endpoint preset of an API critic (``kimi-k2``, ``vllm``, ``embedded``...)."""
     model: str | None = None
     """Model name or preset variant for ``endpoint``; the preset's default when unset."""
+    model_path: ModelDir | None = None
+    """A local model directory (an SFT or GRPO output, a LoRA adapter) the run serves as
+    the endpoint critic with the embedded engine; only with endpoint ``embedded``, without
+    ``model`` or ``local_model``."""
     local_model: str | None = None
     """A trainable critic loaded in process instead of ``endpoint``: ``embedded``
     (SmolLM2) or a local model directory. It judges by the log-odds of answering A vs B."""
@@ -219,6 +232,9 @@ class CriticConfig(BaseModel):
 
     @model_validator(mode="after")
     def _refinement_fits_backend(self) -> CriticConfig:
+        check_served_here(
+            self.model_path, self.endpoint, model=self.model, local_model=self.local_model
+        )
         method = self.refinement.method
         if method == "dpo" and self.local_model is None:
             raise ValueError("refinement.method dpo trains a local critic: set local_model")
