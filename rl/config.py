@@ -28,6 +28,7 @@ from pydantic import (
 from llm.embedded.model import ModelDir, check_served_here
 from llm.endpoints import PresetName
 from llm.yamlconf import TextFile, checking_files, error_message, load_yaml_model
+from rl.trial_config import AgenticEvalConfig
 
 STRICT = ConfigDict(extra="forbid")
 Tracker = Literal["tensorboard", "wandb", "trackio"]
@@ -342,6 +343,10 @@ class TrainConfig(BaseModel):
     """The Docker sandbox for the code gym."""
     critic: CriticConfig | None = None
     """The self-critique rubric reward; off when unset."""
+    agentic_eval: AgenticEvalConfig | None = None
+    """Agentic tasks that ``python -m rl eval`` also plays, the checkpoint as the agent
+    with the simulated user: pass@k and pass^k per environment kind and difficulty on
+    held-out tasks (``rl.agentic_eval``). Training does not read it. Off when unset."""
     grpo: GrpoConfig = Field(default_factory=GrpoConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
