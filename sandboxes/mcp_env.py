@@ -12,9 +12,13 @@ Without a ``reset_tool`` every ``reset`` starts a new process in a new directory
 the process and its directory live on across this environment's episodes and the reset
 tool is called at the start of each (also the first, for state kept elsewhere). Harness
 tools (the reset and state tools) are never offered to the agent, nor what ``deny`` names
-or ``allow`` leaves out. With a ``state_tool`` or ``state_resource`` the environment's
-state is what the server reports (parsed as JSON when it is JSON), so final-state checks
-work as for tool sets; without, it is only the server and the count of calls.
+or ``allow`` leaves out, nor the ``hidden_arguments`` a harness fills (a namespace key).
+With a ``state_tool`` or ``state_resource`` the environment's state is what the server
+reports (parsed as JSON when it is JSON), so final-state checks work as for tool sets;
+with a ``state_reader`` it is what that function reads from the episode's directory (a
+digest, when the whole state is too big to carry in every trajectory); without any, it is
+only the server and the count of calls. A server that wraps each answer in an envelope
+can name the field the agent reads (``result_field``).
 
 A tool that reports an error answers the agent with ``error: ...``. A server that fails to
 start, dies or stops answering raises :class:`~sandboxes.base.SandboxError`: the episode is
@@ -34,10 +38,11 @@ import shlex
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ImportString, model_validator
 
 from sandboxes.base import Environment, SandboxError, ToolFailure, jsonable
 from tool_registry import ToolSpec
@@ -74,6 +79,15 @@ class MCPServerConfig(BaseModel):
     """A tool (no arguments) whose result is the server's state, for final-state checks."""
     state_resource: str | None = None
     """Or a resource URI whose contents are the server's state."""
+    state_reader: ImportString[Callable[[Path], dict[str, Any]]] | None = None
+    """Or a function ``(episode_dir) -> dict``, given as ``module:function``, that reads the
+    state from the files the server keeps in the episode's directory."""
+    hidden_arguments: list[str] = Field(default_factory=list)
+    """Arguments taken out of every tool's schema the agent sees, and out of every call it
+    makes (a harness's namespace key, such as a state key)."""
+    result_field: str | None = None
+    """A dotted path into a tool's JSON result whose value is what the agent reads, for
+    servers that wrap each answer in an envelope; a result without it is passed whole."""
     allow: list[str] | None = None
     """Only these tools are offered to the agent; default: all but the harness tools."""
     deny: list[str] = Field(default_factory=list)
@@ -87,8 +101,12 @@ class MCPServerConfig(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> MCPServerConfig:
-        if self.state_tool and self.state_resource:
-            raise ValueError("give state_tool or state_resource, not both")
+        given = [f for f in ("state_tool", "state_resource", "state_reader") if getattr(self, f)]
+        if len(given) > 1:
+            raise ValueError(
+                "give one of state_tool, state_resource and state_reader, "
+                f"not both {given[0]} and {given[1]}"
+            )
         for first, second in (("read_only", "writes"), ("allow", "deny")):
             both = set(getattr(self, first) or ()) & set(getattr(self, second) or ())
             if both:
@@ -154,7 +172,20 @@ def offered_specs(server: MCPServerConfig, tools: list[Any]) -> list[ToolSpec]:
     )
     for problem in report.problems:
         log.warning("MCP server `%s`: skipped %s", origin, problem)
-    return report.specs
+    if not server.hidden_arguments:
+        return report.specs
+    return [_without(spec, server.hidden_arguments) for spec in report.specs]
+
+
+def _without(spec: ToolSpec, hidden: list[str]) -> ToolSpec:
+    """``spec`` with the ``hidden`` arguments gone from its schema."""
+    parameters = dict(spec.parameters)
+    parameters["properties"] = {
+        k: v for k, v in (parameters.get("properties") or {}).items() if k not in hidden
+    }
+    if "required" in parameters:
+        parameters["required"] = [r for r in parameters["required"] if r not in hidden]
+    return spec.model_copy(update={"parameters": parameters})
 
 
 async def list_server_tools(server: MCPServerConfig) -> list[ToolSpec]:
@@ -257,8 +288,9 @@ class MCPEnvironment(Environment):
 
     async def _invoke(self, name: str, arguments: dict[str, Any]) -> str:
         self.calls += 1
-        result = await self._call(name, arguments)
-        text = _result_text(result)
+        hidden = self.server.hidden_arguments
+        result = await self._call(name, {k: v for k, v in arguments.items() if k not in hidden})
+        text = _field(_result_text(result), self.server.result_field)
         if getattr(result, "is_error", False):
             raise ToolFailure(text or "the tool reported an error")
         return text
@@ -298,6 +330,11 @@ class MCPEnvironment(Environment):
             return _parsed(_result_text(result), getattr(result, "structured_content", None))
         if self.server.state_resource:
             return _parsed(await self._read_resource(self.server.state_resource), None)
+        if self.server.state_reader is not None and self.episode_dir is not None:
+            try:
+                return await asyncio.to_thread(self.server.state_reader, self.episode_dir)
+            except Exception as exc:
+                raise SandboxError(f"state_reader failed: {type(exc).__name__}: {exc}") from exc
         return None
 
     async def _read_resource(self, uri: str) -> str:
@@ -334,6 +371,22 @@ def _result_text(result: Any) -> str:
     if not parts and structured is not None:
         return json.dumps(jsonable(structured), ensure_ascii=False)
     return "\n".join(parts)
+
+
+def _field(text: str, path: str | None) -> str:
+    """The value at the dotted ``path`` of the JSON ``text`` (JSON unless it is a string);
+    ``text`` itself when there is no path, it is not JSON or the path is not in it."""
+    if path is None:
+        return text
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    for key in path.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return text
+        value = value[key]
+    return value if isinstance(value, str) else json.dumps(jsonable(value), ensure_ascii=False)
 
 
 def _parsed(text: str, structured: Any) -> Any:
