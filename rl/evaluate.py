@@ -17,7 +17,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from math import comb
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +28,12 @@ from llm import parse_tool_calls
 from llm.progress import DEFAULT_EVERY_S, StageProgress
 from rl.config import TrainConfig
 from rl.environments import environment_class
+from rl.estimators import pass_at_k
 from rl.gyms import Gym, Sample, Task
 from rl.gyms.base import PLAIN_ENVIRONMENT, gated_scores
 from rl.trainer import Services, build_gyms, load_policy
 
 log = logging.getLogger(__name__)
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Probability that at least one of ``k`` of the ``n`` samples (``c`` correct) passes."""
-    if k > n:
-        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - comb(n - c, k) / comb(n, k)
 
 
 def load_checkpoint(path: str | Path) -> Any:

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from llm import ChatClient, Endpoint
+from llm import ChatClient, Endpoint, LLMError, Message
 from rubrics import Rubric
 from sandboxes.base import Environment
 from sandboxes.executable import ExecutableEnvironment
@@ -21,9 +21,11 @@ from sandboxes.mcp_env import MCPEnvironment, MCPServerConfig
 from sandboxes.simulated import SimulatedEnvironment
 from sandboxes.toolsets import TOOLSETS
 from synth.agents import write_agent
+from synth.config import JudgeConfig, RolloutConfig
 from synth.rollout import Limits, roll_out
 from synth.schema import AgentSpec, Difficulty, Record, TaskSpec
 from synth.tasks import make_tasks
+from synth.tools import TaskError
 from synth.user import UserSimulator
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,41 @@ class WorkerSettings:
     mcp_servers: dict[str, MCPServerConfig] = field(default_factory=dict)
     """The configured MCP servers by name (an MCP agent's ``domain``): how its episodes
     start the server and keep their state apart."""
+
+
+def settings_from(rollout: RolloutConfig, judge: JudgeConfig, **more: Any) -> WorkerSettings:
+    """Settings from the ``rollout`` and ``judge`` config blocks (the synthesis' and
+    ``rl.trials``', which share them); ``more`` sets the other fields."""
+    return WorkerSettings(
+        limits=Limits(
+            rollout.max_turns, rollout.max_tool_calls, rollout.max_tokens, rollout.first_tool_choice
+        ),
+        failure_rates=dict(rollout.failure_rates),
+        judge_rubrics=tuple(judge.rubrics),
+        judge_own_rubrics=judge.own_rubrics(),
+        judge_threshold=judge.threshold,
+        judge_samples=judge.samples,
+        judge_max_tokens=judge.max_tokens,
+        judge_reasoning_chars=judge.reasoning_chars,
+        **more,
+    )
+
+
+async def preflight(endpoints: dict[str, Endpoint]) -> None:
+    """One tiny request per distinct endpoint, so a wrong URL or key fails the job now
+    with the role named (:class:`~synth.tools.TaskError`), not as hundreds of rejected
+    tasks later."""
+    seen: dict[tuple[str, str], str] = {}
+    for role, endpoint in endpoints.items():
+        key = (endpoint.base_url, endpoint.model)
+        if key in seen:
+            continue
+        seen[key] = role
+        async with ChatClient(endpoint.model_copy(update={"max_retries": 1})) as client:
+            try:
+                await client.chat([Message(role="user", content="ping")], max_tokens=1)
+            except LLMError as exc:
+                raise TaskError(f"endpoint for role {role!r} does not answer: {exc}") from exc
 
 
 class Worker:
