@@ -1,5 +1,5 @@
-"""``python -m llm``: serve the embedded model, serve a scripted endpoint, list presets,
-run the tool-calling demo."""
+"""``python -m llm``: serve the embedded model or a checkpoint, serve a scripted endpoint,
+list presets, run the tool-calling demo."""
 
 from __future__ import annotations
 
@@ -32,6 +32,12 @@ def _fail(exc: Exception | str) -> NoReturn:
 
 @app.command()
 def serve(
+    model: Path | None = typer.Option(
+        None,
+        "--model",
+        help="A local Hugging Face model directory to serve (a full model, or a LoRA adapter "
+        "merged into its base); default: the embedded SmolLM2.",
+    ),
     host: str = typer.Option(
         "127.0.0.1", help="Interface to bind; keep loopback unless you mean it."
     ),
@@ -41,17 +47,42 @@ def serve(
         0, help="Decoding threads; 0: half the cores (prefill always takes every core)."
     ),
 ) -> None:
-    """Serve the embedded SmolLM2 model as an OpenAI-compatible endpoint."""
+    """Serve the embedded SmolLM2 model, or a checkpoint (`--model PATH`), as an
+    OpenAI-compatible endpoint with tool calling, constrained JSON and batching."""
+    from llm.embedded.model import check_checkpoint
+
+    if model is not None:
+        try:  # before torch is imported, the model loaded or a port bound
+            check_checkpoint(model)
+        except LLMError as exc:
+            _fail(exc)
     from llm.embedded import EmbeddedServer
 
-    server = EmbeddedServer(host=host, port=port, max_batch=max_batch, threads=threads or None)
-    with console.status("loading the embedded model (first run converts it, ~20 s)"):
+    server = EmbeddedServer(
+        host=host, port=port, max_batch=max_batch, threads=threads or None, model_path=model
+    )
+    what = f"the checkpoint {model}" if model else "the embedded model (first run converts it)"
+    with console.status(f"loading {what}"):
         try:
             server.start()
         except (LLMError, RuntimeError) as exc:
             _fail(exc)
-    console.print(f"serving [bold]{server.url}[/bold]  (Ctrl-C stops)")
-    console.print(f"use it as the `embedded` preset:  export SUMMIT_EMBEDDED_URL={server.url}")
+    say = console.print
+    say(f"serving {server.url} as model {server.model_name}  (Ctrl-C stops)", highlight=False)
+    if model is None:
+        say(f"use it as the `embedded` preset:  export SUMMIT_EMBEDDED_URL={server.url}")
+    else:
+        say(
+            f"point a config role at this server:  {{preset: embedded, base_url: {server.url}, "
+            f"model: {server.model_name}}}",
+            highlight=False,
+            markup=False,
+        )
+        say(
+            f"or let a run serve the checkpoint itself:  {{preset: embedded, model_path: {model}}}",
+            highlight=False,
+            markup=False,
+        )
     server.serve_forever()
 
 

@@ -18,7 +18,6 @@ import contextlib
 import json
 import logging
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,48 +48,53 @@ class Services(contextlib.ExitStack):
 
     ``clients`` holds the run's one :class:`~llm.ChatClient` per endpoint and event loop:
     the judge's (``resources.judge_client()``, for the gyms) and the critic's, each made on
-    the loop that uses it (TRL's reward loop) and kept for the whole run.
+    the loop that uses it (TRL's reward loop) and kept for the whole run. ``servers``
+    holds the run's embedded servers: the default model's (for ``embedded`` when
+    ``SUMMIT_EMBEDDED_URL`` is unset) and one per ``model_path`` checkpoint, each started
+    on first use.
     """
 
     def __init__(self, config: TrainConfig) -> None:
         super().__init__()
+        from llm.embedded import EmbeddedServers
+
         self.config = config
-        self._embedded: Any = None
-        self._lock = threading.RLock()
         self.clients = ClientPool()
         self.callback(self.clients.close)  # runs last: after the servers the clients talk to
         self.callback(use_endpoints, None)  # environments stop resolving through this run
+        self.servers = self.enter_context(EmbeddedServers())
         self.resources = Resources(judge=self._judge, sandbox=self._sandbox, clients=self.clients)
 
-    def endpoint(self, name: str, model: str | None = None) -> Any:
+    def endpoint(self, name: str, model: str | None = None, model_path: Path | None = None) -> Any:
         """Endpoint ``name`` for the environments' user and simulator (``embedded``: the
-        run's one embedded server, started on first use)."""
-        return self._endpoint(name, model, 8)
+        run's one embedded server, started on first use; ``model_path``: that checkpoint's)."""
+        return self._endpoint(name, model, 8, model_path)
 
     def critic_endpoint(self) -> Any:
         """The critic's endpoint (starting the embedded server if it is ``embedded``)."""
         critic = self.config.critic
         if critic is None:
             raise ValueError("this run has no critic block")
-        return self._endpoint(critic.endpoint, critic.model, critic.max_concurrency)
+        return self._endpoint(
+            critic.endpoint, critic.model, critic.max_concurrency, critic.model_path
+        )
 
     def _judge(self) -> Any:
         judge = self.config.judge
-        return self._endpoint(judge.endpoint, judge.model, judge.max_concurrency)
+        return self._endpoint(judge.endpoint, judge.model, judge.max_concurrency, judge.model_path)
 
-    def _endpoint(self, name: str, model: str | None, max_concurrency: int) -> Any:
+    def _endpoint(
+        self, name: str, model: str | None, max_concurrency: int, model_path: Path | None = None
+    ) -> Any:
         from llm import get_endpoint
         from llm.endpoints import EMBEDDED_URL_ENV
 
+        # one server per model for the run, shared by the judge, the critic and the
+        # environments (asked for from verifier threads and the reward loop: started once)
+        if model_path is not None:
+            return self.servers.endpoint(model_path, max_concurrency=max_concurrency)
         if name == "embedded" and not os.environ.get(EMBEDDED_URL_ENV):
-            # one embedded server for the run, shared by the judge and the critic (asked
-            # for from verifier threads and the reward loop: started once)
-            with self._lock:
-                if self._embedded is None:
-                    from llm.embedded import EmbeddedServer
-
-                    self._embedded = self.enter_context(EmbeddedServer())
-            return self._embedded.endpoint(max_concurrency=max_concurrency)
+            return self.servers.endpoint(max_concurrency=max_concurrency)
         return get_endpoint(name, model=model, max_concurrency=max_concurrency)
 
     def _sandbox(self) -> Any:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import (
     BaseModel,
@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from llm import Endpoint, get_endpoint, load_presets
+from llm.embedded.model import ModelDir, check_served_here
 from llm.endpoints import check_preset
 from llm.yamlconf import TextFile, checking_files, load_yaml_model
 from rubrics import Rubric, library
@@ -32,6 +33,9 @@ from rubrics.loader import require
 from sandboxes.mcp_env import MCPServerConfig
 from synth.schema import Difficulty
 from tool_registry.evolution import EvolveConfig
+
+if TYPE_CHECKING:
+    from llm.embedded import EmbeddedServers
 
 Role = Literal["generator", "agent", "user", "tool_simulator", "judge"]
 ROLES: tuple[Role, ...] = ("generator", "agent", "user", "tool_simulator", "judge")
@@ -54,6 +58,16 @@ class RoleEndpoint(_Strict):
     """Requests in flight to this endpoint across all actors together; default: the preset's."""
     base_url: str | None = None
     """Overrides the preset's base URL (``http://host:8000/v1``), e.g. your own vLLM server."""
+    model_path: ModelDir | None = None
+    """A local model directory (an SFT or GRPO output, a LoRA adapter) that the run serves
+    on this machine with the embedded engine, one server per distinct directory, for this
+    role; the model is named after the directory. Only with preset ``embedded``, without
+    ``model`` or ``base_url``."""
+
+    @model_validator(mode="after")
+    def _served_here(self) -> RoleEndpoint:
+        check_served_here(self.model_path, self.preset, base_url=self.base_url, model=self.model)
+        return self
 
 
 class Endpoints(_Strict):
@@ -221,6 +235,9 @@ class SynthConfig(_Strict):
         data = self.model_dump(mode="json", exclude={"output_dir", "ray", "name"})
         # What the rubric files say decides the dataset, not where they are; golden tests
         # do not. Without rubric files the hash is what it was before they existed.
+        for role in ROLES:  # hashed as before model_path existed when no role sets it
+            if data["endpoints"][role]["model_path"] is None:
+                del data["endpoints"][role]["model_path"]
         files = data["judge"].pop("rubric_files")
         if files:
             data["judge"]["rubric_files"] = [
@@ -228,9 +245,16 @@ class SynthConfig(_Strict):
             ]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
-    def endpoint(self, role: Role) -> Endpoint:
-        """The resolved endpoint of ``role`` (API keys read from the environment here)."""
+    def endpoint(self, role: Role, servers: EmbeddedServers | None = None) -> Endpoint:
+        """The resolved endpoint of ``role`` (API keys read from the environment here); a
+        role with ``model_path`` gets its checkpoint's server from ``servers`` (started
+        there on first use)."""
         chosen: RoleEndpoint = getattr(self.endpoints, role)
+        if chosen.model_path is not None:
+            if servers is None:
+                raise ValueError(f"role {role!r} serves {chosen.model_path}: pass EmbeddedServers")
+            limits = {"max_concurrency": chosen.max_concurrency} if chosen.max_concurrency else {}
+            return servers.endpoint(chosen.model_path, **limits)
         presets = load_presets()
         if chosen.base_url and chosen.preset in presets:
             moved = presets[chosen.preset].model_copy(
@@ -247,13 +271,19 @@ class SynthConfig(_Strict):
         return get_endpoint(chosen.preset, model=chosen.model, presets=presets)
 
     def roles_on(self, preset: str) -> list[Role]:
-        """Roles served by ``preset`` at its own URL (e.g. the embedded model)."""
+        """Roles served by ``preset`` at its own URL and model (e.g. the embedded model)."""
         return [
             r
             for r in ROLES
             if getattr(self.endpoints, r).preset == preset
             and not getattr(self.endpoints, r).base_url
+            and getattr(self.endpoints, r).model_path is None
         ]
+
+    def checkpoints(self) -> list[Path]:
+        """The distinct ``model_path`` directories of the roles, in role order."""
+        paths = [getattr(self.endpoints, r).model_path for r in ROLES]
+        return list(dict.fromkeys(p for p in paths if p is not None))
 
 
 def load_config(

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 import yaml
@@ -43,6 +43,9 @@ from synth.schema import AgentSpec, Record, TaskSpec
 from synth.store import RunStore, atomic_write
 from synth.tools import TaskError, build_tools
 from synth.worker import WorkerSettings
+
+if TYPE_CHECKING:
+    from llm.embedded import EmbeddedServers
 
 log = logging.getLogger(__name__)
 FLUSH_EVERY_S = 30.0
@@ -88,8 +91,8 @@ def _run(
     config: SynthConfig, store: RunStore, console: Console, progress_every_s: float
 ) -> dict[str, Any]:
     _bind(store, config)
-    with _embedded_if_needed(config, console):
-        endpoints: dict[str, Endpoint] = {role: config.endpoint(role) for role in ROLES}
+    with _embedded_if_needed(config, console) as servers:
+        endpoints: dict[str, Endpoint] = {role: config.endpoint(role, servers) for role in ROLES}
         asyncio.run(preflight(endpoints))
         if config.environment_mix.docker > 0:
             _sandbox_ready(console)
@@ -399,18 +402,27 @@ def _sandboxes_swept(config: SynthConfig, run_id: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _embedded_if_needed(config: SynthConfig, console: Console) -> Iterator[None]:
-    """Start the embedded model on loopback when a role uses it and none is running."""
-    if not config.roles_on("embedded") or os.environ.get(EMBEDDED_URL_ENV):
-        yield
+def _embedded_if_needed(config: SynthConfig, console: Console) -> Iterator[EmbeddedServers | None]:
+    """Serve on loopback what the roles need: the embedded model when a role uses it and
+    none is running (``SUMMIT_EMBEDDED_URL``), and each ``model_path`` checkpoint, one
+    server per directory. Yields the servers (None when nothing is served here)."""
+    default = bool(config.roles_on("embedded")) and not os.environ.get(EMBEDDED_URL_ENV)
+    if not default and not config.checkpoints():
+        yield None
         return
-    from llm.embedded import EmbeddedServer
+    from llm.embedded import EmbeddedServers
 
-    console.print("starting the embedded model on 127.0.0.1 ...")
-    with EmbeddedServer(max_batch=8) as server:
-        os.environ[EMBEDDED_URL_ENV] = server.url
+    with EmbeddedServers(max_batch=8) as servers:
+        for path in config.checkpoints():  # started now: a bad one fails before Ray
+            console.print(f"serving the checkpoint {path} on 127.0.0.1 ...", highlight=False)
+            servers.server(path)
+        if not default:
+            yield servers
+            return
+        console.print("starting the embedded model on 127.0.0.1 ...")
+        os.environ[EMBEDDED_URL_ENV] = servers.server().url
         try:
-            yield
+            yield servers
         finally:
             os.environ.pop(EMBEDDED_URL_ENV, None)
 
