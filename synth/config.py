@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -25,8 +26,8 @@ from pydantic import (
 )
 
 from llm import Endpoint, get_endpoint, load_presets
-from llm.embedded.model import ModelDir, check_served_here
-from llm.endpoints import check_preset
+from llm.embedded.model import EMBEDDED, ModelDir, check_served_here
+from llm.endpoints import EMBEDDED_URL_ENV, check_preset
 from llm.yamlconf import TextFile, checking_files, load_yaml_model
 from rubrics import Rubric, library
 from rubrics.loader import require
@@ -68,6 +69,34 @@ class RoleEndpoint(_Strict):
     def _served_here(self) -> RoleEndpoint:
         check_served_here(self.model_path, self.preset, base_url=self.base_url, model=self.model)
         return self
+
+    def endpoint(self, servers: EmbeddedServers | None = None) -> Endpoint:
+        """The endpoint this block names, API keys read from the environment here.
+
+        ``servers`` are the run's embedded servers: a ``model_path`` gets its checkpoint's
+        server there (started on first use; without ``servers`` a ``ValueError``), and the
+        ``embedded`` preset without ``base_url`` the default model's when no server runs
+        at ``SUMMIT_EMBEDDED_URL``. Without ``servers`` that preset needs one running.
+        """
+        limits = {"max_concurrency": self.max_concurrency} if self.max_concurrency else {}
+        if self.model_path is not None:
+            if servers is None:
+                raise ValueError(f"{self.model_path} is served here: pass EmbeddedServers")
+            return servers.endpoint(self.model_path, **limits)
+        if (
+            servers is not None
+            and self.preset == EMBEDDED
+            and not self.base_url
+            and not os.environ.get(EMBEDDED_URL_ENV)
+        ):
+            return servers.endpoint(None, **limits)
+        presets = load_presets()
+        if self.base_url and self.preset in presets:
+            moved = presets[self.preset].model_copy(
+                update={"base_url": self.base_url, "base_url_env": None}
+            )
+            presets = {**presets, self.preset: moved}
+        return get_endpoint(self.preset, model=self.model, presets=presets, **limits)
 
 
 class Endpoints(_Strict):
@@ -246,29 +275,9 @@ class SynthConfig(_Strict):
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def endpoint(self, role: Role, servers: EmbeddedServers | None = None) -> Endpoint:
-        """The resolved endpoint of ``role`` (API keys read from the environment here); a
-        role with ``model_path`` gets its checkpoint's server from ``servers`` (started
-        there on first use)."""
+        """The resolved endpoint of ``role`` (:meth:`RoleEndpoint.endpoint`)."""
         chosen: RoleEndpoint = getattr(self.endpoints, role)
-        if chosen.model_path is not None:
-            if servers is None:
-                raise ValueError(f"role {role!r} serves {chosen.model_path}: pass EmbeddedServers")
-            limits = {"max_concurrency": chosen.max_concurrency} if chosen.max_concurrency else {}
-            return servers.endpoint(chosen.model_path, **limits)
-        presets = load_presets()
-        if chosen.base_url and chosen.preset in presets:
-            moved = presets[chosen.preset].model_copy(
-                update={"base_url": chosen.base_url, "base_url_env": None}
-            )
-            presets = {**presets, chosen.preset: moved}
-        if chosen.max_concurrency:
-            return get_endpoint(
-                chosen.preset,
-                model=chosen.model,
-                presets=presets,
-                max_concurrency=chosen.max_concurrency,
-            )
-        return get_endpoint(chosen.preset, model=chosen.model, presets=presets)
+        return chosen.endpoint(servers)
 
     def roles_on(self, preset: str) -> list[Role]:
         """Roles served by ``preset`` at its own URL and model (e.g. the embedded model)."""

@@ -60,7 +60,7 @@ def test_roles_on_a_checkpoint_are_not_the_embedded_model(tmp_path: Path) -> Non
     assert config.roles_on("embedded") == ["generator", "tool_simulator"]
     assert config.checkpoints() == [Path("runs/sft/final"), Path("runs/grpo/final")]
     assert config.content_hash() != small_config(tmp_path).content_hash()
-    with pytest.raises(ValueError, match="pass EmbeddedServers"):
+    with pytest.raises(ValueError, match="is served here: pass EmbeddedServers"):
         config.endpoint("agent")
 
 
