@@ -24,6 +24,7 @@ from synth.schema import Record, TaskSpec
 from synth.worker import Worker, WorkerSettings
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "notes_domain"
+ROOT = Path(__file__).resolve().parents[2]
 ROLES = ("generator", "agent", "user", "tool_simulator", "judge")
 Plan = list[tuple[str, dict[str, Any]]]
 
@@ -113,6 +114,23 @@ def test_the_test_split_is_what_a_plain_load_gives(airline: Domain) -> None:
     assert {t.id for t in held_out.tasks} == {
         t.id for t in airline.tasks if airline.info[t.id].split == "test"
     }
+
+
+@pytest.mark.integration
+def test_the_eval_config_plays_the_airline_test_split(airline: Domain) -> None:
+    from rl.config import load_config
+    from rl.task_sources import in_split, load_task_set
+
+    block = load_config(ROOT / "configs" / "eval" / "tau2-airline.yaml").agentic_eval
+    assert block is not None
+    task_set = load_task_set(block.tasks)
+    played = in_split(task_set.tasks, block.split, block.heldout_fraction)
+    assert {airline.info[t.id].source_id for t in played} == set(held_out_ids(airline))
+    assert set(task_set.mcp_servers) == {"tau2-airline"}
+
+
+def held_out_ids(domain: Domain) -> list[str]:
+    return [i.source_id for i in domain.info.values() if i.split == "test"]
 
 
 # Task 14: tell the user their gift-card and certificate balances (327, 1000), cancel one
