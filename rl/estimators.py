@@ -5,7 +5,10 @@ without replacement from the ``n`` passes: ``1 - C(n-c, k) / C(n, k)``. pass^k (
 Yao et al., 2024) is the probability that all ``k`` pass: ``C(c, k) / C(n, k)``. pass@k
 rewards a model that sometimes succeeds; pass^k one that succeeds every time, which is
 what a user who asks the same thing twice sees. Both equal the pass rate at ``k = 1``.
-Averaged over tasks they are the benchmark's score.
+Averaged over tasks they are the benchmark's score: :func:`summarize` averages them over
+the tasks of a list of :class:`Outcome` records, overall, per environment kind and per
+difficulty (a pure function: ``rl.agentic_eval`` and the rejection sampler's manifest
+call it on what their trials wrote).
 
 Example::
 

@@ -219,7 +219,9 @@ def run_trials(
     ``max_trials`` bounds the trials this call writes (a budget: the next call plays the
     rest). Raises :class:`TrialsError` before any trial when an endpoint does not answer
     or docker trials have no sandbox."""
-    if any(t.task.environment == "docker" for t in trials):
+    done = store.done_ids()
+    todo = [t for t in trials if t.id not in done]
+    if any(t.task.environment == "docker" for t in todo):
         _sandbox_ready()
     settings = settings_from(
         config.limits,
@@ -227,8 +229,6 @@ def run_trials(
         sandbox_pool=config.sandbox_pool,
         mcp_servers=dict(mcp_servers or {}),
     )
-    done = store.done_ids()
-    todo = [t for t in trials if t.id not in done]
     progress = StageProgress(
         TextColumn("{task.description:<30}"),
         BarColumn(),
@@ -274,19 +274,19 @@ async def play(
     played = Played()
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(trial: Trial) -> tuple[Trial, Record | str]:
+    async def one(trial: Trial) -> Record | str:
         async with gate:
             try:
                 record = await worker.run_task(trial.task, trial.agent, seed=trial.seed)
             except Exception as exc:  # noqa: BLE001 - one broken trial is reported, not fatal
                 log.warning("trial %s of task %s failed: %s", trial.id, trial.task.id, exc)
-                return trial, f"{trial.id} ({trial.task.id}): {type(exc).__name__}: {exc}"[:300]
-        return trial, record.model_copy(update={"trial_id": trial.id})
+                return f"{trial.id} ({trial.task.id}): {type(exc).__name__}: {exc}"[:300]
+        return record.model_copy(update={"trial_id": trial.id})
 
     pending = [asyncio.ensure_future(one(t)) for t in trials]
     try:
         for next_done in asyncio.as_completed(pending):
-            _, result = await next_done
+            result = await next_done
             if isinstance(result, str):
                 played.errors.append(result)
                 continue
