@@ -67,22 +67,19 @@ def serve(
             server.start()
         except (LLMError, RuntimeError) as exc:
             _fail(exc)
-    say = console.print
-    say(f"serving {server.url} as model {server.model_name}  (Ctrl-C stops)", highlight=False)
+
+    def say(line: str) -> None:  # whole lines, never wrapped: they are meant to be copied
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    say(f"serving {server.url} as model {server.model_name}  (Ctrl-C stops)")
     if model is None:
         say(f"use it as the `embedded` preset:  export SUMMIT_EMBEDDED_URL={server.url}")
     else:
         say(
             f"point a config role at this server:  {{preset: embedded, base_url: {server.url}, "
-            f"model: {server.model_name}}}",
-            highlight=False,
-            markup=False,
+            f"model: {server.model_name}}}"
         )
-        say(
-            f"or let a run serve the checkpoint itself:  {{preset: embedded, model_path: {model}}}",
-            highlight=False,
-            markup=False,
-        )
+        say(f"or let a run serve the checkpoint itself:  {{preset: embedded, model_path: {model}}}")
     server.serve_forever()
 
 
