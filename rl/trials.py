@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +33,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-from llm import Endpoint, get_endpoint, load_presets
-from llm.endpoints import EMBEDDED_URL_ENV
+from llm import Endpoint
 from llm.errors import ConfigError
 from llm.files import atomic_write
 from llm.progress import DEFAULT_EVERY_S, StageProgress
@@ -142,45 +140,22 @@ def serving(
     ``policy`` is ``embedded`` (the default model), a model directory (a checkpoint) or
     an endpoint block. The embedded engine serves what runs here, one server per model
     directory for the block (:class:`llm.embedded.EmbeddedServers`); roles on the
-    ``embedded`` preset use the running server when ``SUMMIT_EMBEDDED_URL`` is set.
+    ``embedded`` preset use the running server when ``SUMMIT_EMBEDDED_URL`` is set. Each
+    block resolves as the synthesis resolves it (``RoleEndpoint.endpoint``).
     """
     from llm.embedded import EmbeddedServers
 
+    if not isinstance(policy, RoleEndpoint):
+        policy = RoleEndpoint(model_path=None if str(policy) == EMBEDDED else Path(policy))
     with EmbeddedServers(max_batch=8) as servers:
-
-        def served(model_path: Path | None = None) -> Endpoint:
-            if model_path is None and os.environ.get(EMBEDDED_URL_ENV):
-                return get_endpoint(EMBEDDED)
-            return servers.endpoint(model_path)
-
-        roles = {
-            role: resolve(getattr(config.endpoints, role), served)
-            for role in ("user", "tool_simulator", "judge")
-        }
-        if isinstance(policy, RoleEndpoint):
-            agent = resolve(policy, served)
-        else:
-            agent = served(None if str(policy) == EMBEDDED else Path(policy))
+        endpoints = {"agent": policy.endpoint(servers)}
+        for role in ("user", "tool_simulator", "judge"):
+            endpoints[role] = getattr(config.endpoints, role).endpoint(servers)
         if config.temperature is not None:
-            agent = agent.model_copy(update={"temperature": config.temperature})
-        yield {"agent": agent, **roles}
-
-
-def resolve(role: RoleEndpoint, served: Callable[[Path | None], Endpoint]) -> Endpoint:
-    """The endpoint a role block names. ``served(model_path)`` is what the embedded engine
-    serves here: a role's ``model_path`` checkpoint, or (``None``) the default model of
-    the ``embedded`` preset without ``base_url``."""
-    limits = {"max_concurrency": role.max_concurrency} if role.max_concurrency else {}
-    model_path = getattr(role, "model_path", None)
-    if model_path is not None or (role.preset == EMBEDDED and not role.base_url):
-        return served(model_path).model_copy(update=limits)
-    presets = load_presets()
-    if role.base_url and role.preset in presets:
-        moved = presets[role.preset].model_copy(
-            update={"base_url": role.base_url, "base_url_env": None}
-        )
-        presets = {**presets, role.preset: moved}
-    return get_endpoint(role.preset, model=role.model, presets=presets, **limits)
+            endpoints["agent"] = endpoints["agent"].model_copy(
+                update={"temperature": config.temperature}
+            )
+        yield endpoints
 
 
 # -------------------------------------------------------------------------- playing
