@@ -249,10 +249,11 @@ def save_final(trainer: Any, tokenizer: Any, output_dir: Path) -> tuple[Path, Pa
 
     final, staging = output_dir / "final", output_dir / "final.partial"
     model = trainer.accelerator.unwrap_model(trainer.model)
-    adapter = None
+    adapter = output_dir / "adapter" if isinstance(model, PeftModel) else None
+    if not trainer.is_world_process_zero():  # one writer when several processes train
+        return final, adapter
     shutil.rmtree(staging, ignore_errors=True)
-    if isinstance(model, PeftModel):
-        adapter = output_dir / "adapter"
+    if adapter is not None:
         model.save_pretrained(str(adapter))
         model = model.merge_and_unload()
     model.save_pretrained(str(staging))
