@@ -39,11 +39,9 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llm.testing import Reply, ScriptedEndpoint
-from synth.config import SynthConfig
+from synth.config import ROLES, SynthConfig
 from synth.schema import AgentSpec, Record, TaskSpec
 from synth.testing import ScriptedWorld
-
-ROLES = ("generator", "agent", "user", "tool_simulator", "judge")
 
 
 class Clock:
