@@ -38,6 +38,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from llm.endpoints import Endpoint
 from llm.testing import Reply, ScriptedEndpoint
 from synth.config import ROLES, SynthConfig
 from synth.schema import AgentSpec, Record, TaskSpec
@@ -91,7 +92,7 @@ def make_work(server: ScriptedEndpoint, agents: int, per_agent: int, out: Path) 
     )
 
     async def build() -> tuple[list[AgentSpec], list[TaskSpec]]:
-        endpoints = {r: config.endpoint(r) for r in ROLES}
+        endpoints: dict[str, Endpoint] = {r: config.endpoint(r) for r in ROLES}
         async with ChatClient(endpoints["generator"]) as client:
             source = await build_tools(config, out, client)
         worker = Worker(endpoints, settings(config))
@@ -113,7 +114,7 @@ def ours(config: SynthConfig, agents: list, tasks: list, clock: Clock, actors: i
     from synth.actors import ActorPool, stream
     from synth.pipeline import settings
 
-    endpoints = {r: config.endpoint(r) for r in ROLES}
+    endpoints: dict[str, Endpoint] = {r: config.endpoint(r) for r in ROLES}
     endpoints = {
         r: e.model_copy(update={"max_concurrency": per * actors}) for r, e in endpoints.items()
     }
