@@ -31,18 +31,17 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-from llm import ChatClient, Endpoint, LLMError, Message
+from llm import ChatClient, Endpoint
 from llm.interrupt import keeping_sigterm_handler, signals_held
 from llm.progress import DEFAULT_EVERY_S, StageProgress
 from synth.actors import ActorPool, ClusterLost, stream
 from synth.agents import ToolSource, plan_agents
 from synth.config import ROLES, SynthConfig
 from synth.manifest import add_usage, build_manifest, export_rl_prompts, shortfall
-from synth.rollout import Limits
 from synth.schema import AgentSpec, Record, TaskSpec
 from synth.store import RunStore, atomic_write
 from synth.tools import TaskError, build_tools
-from synth.worker import WorkerSettings
+from synth.worker import WorkerSettings, preflight, settings_from
 
 if TYPE_CHECKING:
     from llm.embedded import EmbeddedServers
@@ -134,38 +133,15 @@ def _run(
 
 
 def settings(config: SynthConfig, run_id: str = "") -> WorkerSettings:
-    r, j = config.rollout, config.judge
-    return WorkerSettings(
+    return settings_from(
+        config.rollout,
+        config.judge,
         seed=config.seed,
-        limits=Limits(r.max_turns, r.max_tool_calls, r.max_tokens, r.first_tool_choice),
-        failure_rates=dict(r.failure_rates),
-        judge_rubrics=tuple(j.rubrics),
-        judge_own_rubrics=j.own_rubrics(),
-        judge_threshold=j.threshold,
-        judge_samples=j.samples,
-        judge_max_tokens=j.max_tokens,
-        judge_reasoning_chars=j.reasoning_chars,
         tasks_per_agent=config.tasks.per_agent,
         difficulties=tuple(config.tasks.difficulties),
         sandbox_labels={"summit.run": run_id} if run_id else {},
         mcp_servers={server.name: server for server in config.tools.mcp_servers},
     )
-
-
-async def preflight(endpoints: dict[str, Endpoint]) -> None:
-    """One tiny request per distinct endpoint, so a wrong URL or key fails the job now
-    with the role named, not as hundreds of rejected tasks later."""
-    seen: dict[tuple[str, str], str] = {}
-    for role, endpoint in endpoints.items():
-        key = (endpoint.base_url, endpoint.model)
-        if key in seen:
-            continue
-        seen[key] = role
-        async with ChatClient(endpoint.model_copy(update={"max_retries": 1})) as client:
-            try:
-                await client.chat([Message(role="user", content="ping")], max_tokens=1)
-            except LLMError as exc:
-                raise TaskError(f"endpoint for role {role!r} does not answer: {exc}") from exc
 
 
 def _sandbox_ready(console: Console) -> None:
