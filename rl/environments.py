@@ -43,11 +43,13 @@ import keyword
 import logging
 import types
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llm import ChatClient, Endpoint, FunctionCall, LLMError, ToolCall
+from llm.embedded.model import ModelDir, check_served_here
 from rl.clients import ClientPool
 from sandboxes.base import Environment, SandboxError
 from sandboxes.mcp_env import MCPServerConfig
@@ -74,28 +76,35 @@ _PY_TYPES: dict[str, Any] = {
 
 
 # --------------------------------------------------------------------------- settings
-class UserSettings(BaseModel):
-    """The simulated user of multi-turn episodes (``synth.user``)."""
+class _RoleModel(BaseModel):
+    """Where a role around the policy runs: a preset, or a checkpoint served here."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     endpoint: str = "embedded"
-    """Endpoint preset the user model runs on (``embedded``, a K2 preset, ...)."""
+    """Endpoint preset the role's model runs on (``embedded``, a K2 preset, ...)."""
     model: str | None = None
     """Model name or variant at that endpoint; default: the preset's."""
+    model_path: ModelDir | None = None
+    """A local model directory the run serves for this role with the embedded engine;
+    only with endpoint ``embedded``, without ``model``."""
+
+    @model_validator(mode="after")
+    def _served_here(self) -> _RoleModel:
+        check_served_here(self.model_path, self.endpoint, model=self.model)
+        return self
+
+
+class UserSettings(_RoleModel):
+    """The simulated user of multi-turn episodes (``synth.user``)."""
+
     max_user_turns: int = Field(3, ge=1)
     """User replies after the opening goal, at most; then the episode ends."""
 
 
-class SimulatorSettings(BaseModel):
+class SimulatorSettings(_RoleModel):
     """The LLM tool simulator of ``simulated`` tasks (``sandboxes.simulated``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    endpoint: str = "embedded"
-    """Endpoint preset the simulator model runs on."""
-    model: str | None = None
-    """Model name or variant at that endpoint; default: the preset's."""
     failure_rates: dict[str, float] = Field(default_factory=dict)
     """Seeded injected failures per call (``timeout``, ``permission_denied``, ``not_found``,
     ``rate_limited``, ``partial``): the policy sees them as tool errors."""
@@ -118,12 +127,15 @@ class EpisodeSettings(BaseModel):
 
 
 # ---------------------------------------------------------------- shared model clients
-Resolver = Callable[[str, str | None], Endpoint]
+Resolver = Callable[[str, str | None, Path | None], Endpoint]
+"""(preset, model, model_path) -> the endpoint."""
 
 
-def _default_resolver(name: str, model: str | None) -> Endpoint:
+def _default_resolver(name: str, model: str | None, model_path: Path | None) -> Endpoint:
     from llm import get_endpoint
 
+    if model_path is not None:
+        raise ValueError(f"model_path {model_path} is served by a run (rl.trainer.Services)")
     return get_endpoint(name, model=model)
 
 
@@ -141,11 +153,12 @@ def use_endpoints(resolver: Resolver | None, pool: ClientPool | None = None) -> 
     _pool = pool or ClientPool()
 
 
-async def shared_client(name: str, model: str | None) -> ChatClient:
-    """The one client of endpoint ``name`` on the running loop, made on first use (its
+async def shared_client(role: _RoleModel) -> ChatClient:
+    """The one client of ``role``'s endpoint on the running loop, made on first use (its
     HTTP pool belongs to the loop that opened it, so each loop gets its own)."""
-    resolver = _resolver
-    return _pool.get(f"environment:{name}|{model or ''}", lambda: resolver(name, model))
+    resolver, name, model, path = _resolver, role.endpoint, role.model, role.model_path
+    key = f"environment:{name}|{model or ''}|{path or ''}"
+    return _pool.get(key, lambda: resolver(name, model, path))
 
 
 async def close_clients() -> None:
@@ -334,7 +347,7 @@ class UserMixin:
             self.user_outcome = "max_user_turns"
             return None
         try:
-            client = await shared_client(user.endpoint, user.model)
+            client = await shared_client(user)
             simulator = UserSimulator(TaskSpec.model_validate(self.task), client, seed=self._seed())
             simulator.turns = self.user_turns
             turn = await asyncio.wait_for(simulator.reply(conversation), self.settings.timeout_s)
@@ -373,7 +386,7 @@ class SimulatedTools(AgenticEnvironment):
         from sandboxes.simulated import SimulatedEnvironment
 
         sim = self.settings.simulator
-        client = await shared_client(sim.endpoint, sim.model)
+        client = await shared_client(sim)
         return SimulatedEnvironment(
             list(self.specs),
             client,

@@ -17,6 +17,7 @@ from typing import Any
 
 import psutil
 import pytest
+from pydantic import ValidationError
 
 from llm.testing import Reply, ScriptedEndpoint
 from rl.environments import (
@@ -26,6 +27,7 @@ from rl.environments import (
     close_clients,
     environment_class,
     environment_for,
+    shared_client,
     use_endpoints,
 )
 from rl.gyms import Sample, build_gym
@@ -75,7 +77,7 @@ def scripted() -> Iterator[Any]:
         server: ScriptedEndpoint
 
     routed = Routed()
-    use_endpoints(lambda name, model: routed.server.endpoint(max_retries=0))
+    use_endpoints(lambda name, model, path: routed.server.endpoint(max_retries=0))
     yield routed
     use_endpoints(None)
 
@@ -192,7 +194,9 @@ def test_a_simulator_that_answers_garbage_fails_the_episode_and_its_reward_is_no
 
 def test_the_simulators_endpoint_is_configurable(scripted: Any) -> None:
     seen: list[tuple[str, str | None]] = []
-    use_endpoints(lambda name, model: seen.append((name, model)) or scripted.server.endpoint())
+    use_endpoints(
+        lambda name, model, path: seen.append((name, model)) or scripted.server.endpoint()
+    )
     row = demo("demo-sim")
     settings = EpisodeSettings(simulator=SimulatorSettings(endpoint="kimi-k2", model="instruct"))
     env = environment_for(
@@ -202,6 +206,16 @@ def test_the_simulators_endpoint_is_configurable(scripted: Any) -> None:
         env.reset(**row_for(spec_of(row)))
         play(env.get_order(order_id="A-17"))
     assert seen == [("kimi-k2", "instruct")] and env.failure is None
+
+
+def test_a_roles_checkpoint_reaches_the_runs_resolver(scripted: Any, tmp_path: Path) -> None:
+    seen: list[tuple[str, str | None, Path | None]] = []
+    use_endpoints(lambda *role: seen.append(role) or scripted.server.endpoint())
+    with ScriptedEndpoint(simulator_reply) as scripted.server:
+        asyncio.run(shared_client(UserSettings(model_path=tmp_path)))
+    assert seen == [("embedded", None, tmp_path)]
+    with pytest.raises(ValidationError, match="served by the embedded engine"):
+        SimulatorSettings(endpoint="kimi-k2", model_path=tmp_path)
 
 
 # ------------------------------------------------------------------- the user
