@@ -28,7 +28,12 @@ STARTERS = (
     "synth.pipeline",
     "rl.trainer",
     "rl.evaluate",
-    "llm.embedded",
+    "rl.sft",
+    "rl.rejection",
+    "rl.recipe",
+    "llm.embedded.server",
+    "llm.embedded.servers",
+    "llm.embedded.engine",
     "ray",
     "sandboxes.docker",
 )
@@ -113,6 +118,18 @@ def rl_train(tmp: Path, bad: Path) -> Run:
 
 def rl_eval(tmp: Path, bad: Path) -> Run:
     return Run("rl", ["eval", str(bad), "--checkpoint", str(tmp)], {})
+
+
+def rl_sft(tmp: Path, bad: Path) -> Run:
+    return Run("rl", ["sft", str(bad)], {})
+
+
+def rl_sample(tmp: Path, bad: Path) -> Run:
+    return Run("rl", ["sample", str(bad)], {})
+
+
+def rl_recipe(tmp: Path, bad: Path) -> Run:
+    return Run("rl", ["recipe", str(bad)], {})
 
 
 def evolve(tmp: Path, bad: Path) -> Run:
@@ -229,6 +246,9 @@ YAML_FILES = [
     synth_run,
     rl_train,
     rl_eval,
+    rl_sft,
+    rl_sample,
+    rl_recipe,
     evolve,
     rubrics_validate,
     rubrics_render,
