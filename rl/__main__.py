@@ -32,6 +32,9 @@ def _logging(verbose: bool) -> None:
         format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False)],
     )
+    if not verbose:  # a line per model request (the openai SDK's HTTP clients) drowns the rest
+        for name in ("httpx", "httpx2"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _config(path: Path, overrides: list[str] | None) -> TrainConfig:
@@ -161,7 +164,6 @@ def evaluate(
     Ctrl-C or SIGTERM stops it within seconds (exit 130/143); only finished agentic
     trials are kept (the same command resumes them)."""
     _logging(verbose)
-    _quiet_requests(verbose)
     cfg = _config(config, overrides)
     if not checkpoint.is_dir():
         _fail(f"{checkpoint}: no such checkpoint directory")
@@ -259,12 +261,6 @@ def _agentic(
     return report
 
 
-def _quiet_requests(verbose: bool) -> None:
-    """Trials make many model requests: their one-line logs only with ``--verbose``."""
-    if not verbose:
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
 def _beside(output: Path | None) -> Path | None:
     return output.with_suffix(".png") if output is not None else None
 
@@ -285,7 +281,6 @@ def sample(
     A rerun resumes, playing only the missing (task, sample) trials. Ctrl-C or SIGTERM
     stops it within seconds (exit 130/143), keeping every finished trial."""
     _logging(verbose)
-    _quiet_requests(verbose)
     from rl.sample_config import load_sample_config
 
     try:

@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +58,10 @@ class StageFailed(Exception):
 
 @dataclass(frozen=True)
 class Skip:
-    """A stage with nothing to do, and why."""
+    """A stage with nothing to do, why, and what it leaves all the same."""
 
     reason: str
+    outputs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ class Recipe:
         """The policy the next stage starts from (a model directory)."""
         self.evaluations: dict[str, dict[str, Any]] = {}
         """Per evaluation point (``base``, ``sft``, ``rs1``, ``grpo``): its results."""
+        self._evaluated: dict[str, tuple[str, str]] = {}
+        """Policy -> (the evaluation stage that measured it, its results file)."""
 
     # ------------------------------------------------------------------ the run
     def run(self) -> dict[str, Any]:
@@ -123,7 +126,7 @@ class Recipe:
         started = time.monotonic()
         step = plan(directory)
         if isinstance(step, Skip):
-            done = {"status": "skipped", "reason": step.reason, "outputs": {}}
+            done = {"status": "skipped", "reason": step.reason, "outputs": step.outputs}
             self.console.print(f"[yellow]–[/] {stage_id}: skipped: {step.reason}")
         else:
             self.console.print(f"[bold]▶ {stage_id}[/]: {' '.join(step.argv[1:])}")
@@ -207,6 +210,7 @@ class Recipe:
         if count == 0:
             return Skip("no train-split task to play")
         data = self.config.grpo.data()
+        data.pop("agentic_eval", None)  # the evaluations' block: training does not read it
         data["output_dir"] = str(directory / "out")
         data.setdefault("policy", {})["model"] = self.policy
         gyms = [g for g in data.get("gyms", []) if g.get("gym") == "tool_use"]
@@ -223,11 +227,16 @@ class Recipe:
     def _evaluate(self, name: str, point: str | None = None) -> None:
         if (point or name) not in self.config.evaluation.after:
             return
-        outputs = self.stage(f"eval-{name}", self._eval_plan)
+        stage_id = f"eval-{name}"
+        outputs = self.stage(stage_id, self._eval_plan)
         if outputs.get("results") and Path(outputs["results"]).exists():
             self.evaluations[name] = json.loads(Path(outputs["results"]).read_text())
+            self._evaluated.setdefault(self.policy, (stage_id, outputs["results"]))
 
-    def _eval_plan(self, directory: Path) -> Command:
+    def _eval_plan(self, directory: Path) -> Command | Skip:
+        if self.policy in self._evaluated:  # a training stage was skipped: same weights
+            earlier, measured = self._evaluated[self.policy]
+            return Skip(f"the policy is unchanged since {earlier}", {"results": measured})
         data = self.config.evaluation.data()
         data["output_dir"] = str(directory / "out")
         block = data["agentic_eval"]

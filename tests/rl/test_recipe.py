@@ -72,6 +72,19 @@ def test_a_failed_stage_leaves_no_marker_and_names_its_log(tmp_path: Path) -> No
     assert "boom" in (stage / "log.txt").read_text()
 
 
+def test_an_unchanged_policy_is_not_evaluated_twice(tmp_path: Path) -> None:
+    recipe = Recipe(_config(tmp_path / "run"))
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"agentic": {"overall": {"pass@1": 0.5}}}))
+    recipe.stage("eval-base", lambda d: Command(_python("pass"), {"results": str(results)}))
+    recipe._evaluated[recipe.policy] = ("eval-base", str(results))
+    recipe.stage("sft", lambda d: Skip("nothing passed"))
+    recipe._evaluate("sft")
+    marker = json.loads((tmp_path / "run" / "stages" / "eval-sft" / "done.json").read_text())
+    assert marker["status"] == "skipped" and "unchanged since eval-base" in marker["reason"]
+    assert recipe.evaluations["sft"] == {"agentic": {"overall": {"pass@1": 0.5}}}
+
+
 DRIVER = """
 import sys, textwrap
 from pathlib import Path
