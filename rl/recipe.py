@@ -6,7 +6,8 @@ take the recipe down, and each stage's memory is returned when it ends)::
 
     synth             python -m synth run        tasks, and the teacher's trajectories
     eval-base         python -m rl eval          the base policy on held-out tasks
-    sft               python -m rl sft           on the synthesis' accepted train-split rows
+    sft               python -m rl sft           the SFT config's own data (demonstrations) and
+                                                 the synthesis' accepted train-split rows
     eval-sft
     rs<N>-sample      python -m rl sample        the current policy plays the train tasks k times
     rs<N>-sft         python -m rl sft           on the trials that passed
@@ -100,7 +101,7 @@ class Recipe:
         self.stage("synth", self._synth)
         self._evaluate("base")
         if config.sft is not None:
-            self.stage("sft", lambda d: self._sft(d, [self._synth_train_rows(d)], []))
+            self.stage("sft", self._first_sft)
             self._evaluate("sft")
         rejection = config.rejection
         for n in range(1, (rejection.rounds if rejection else 0) + 1):
@@ -167,29 +168,37 @@ class Recipe:
         pq.write_table(table.filter(pa.array(keep)), path)
         return path
 
+    def _first_sft(self, directory: Path) -> Command | Skip:
+        """The ``sft`` stage: its config's own data plus the synthesis' train-split rows."""
+        return self._sft(directory, [self._synth_train_rows(directory)], [], own=True)
+
     def _round_sft(self, sampled: Path, extra: list[str]) -> Plan:
         """A rejection round's SFT: the trials that passed, on top of the ``sft`` config."""
         return lambda directory: self._sft(directory, [sampled], extra)
 
-    def _sft(self, directory: Path, sources: list[Path], extra: list[str]) -> Command | Skip:
-        assert self.config.sft is not None
-        rows = sum(_rows(p) for p in sources)
-        if rows == 0:
-            where = ", ".join(str(p) for p in sources)
-            return Skip(f"no accepted train-split trajectory to train on ({where})")
-        data = self.config.sft.data()
+    def _sft(
+        self, directory: Path, sources: list[Path], extra: list[str], *, own: bool = False
+    ) -> Command | Skip:
+        """SFT of the current policy on ``sources`` (and, with ``own``, on the data the
+        SFT config names itself, such as curated demonstrations)."""
         from llm.yamlconf import apply_overrides
 
-        data = apply_overrides(data, extra)
+        assert self.config.sft is not None
+        data = apply_overrides(self.config.sft.data(), extra)
+        given = list(data.get("data") or []) if own else []
+        rows = sum(_rows(p) for p in sources)
+        if rows == 0 and not given:
+            where = ", ".join(str(p) for p in sources)
+            return Skip(f"no accepted train-split trajectory to train on ({where})")
         data["output_dir"] = str(directory / "out")
         data["model"] = self.policy
-        data["data"] = [{"path": str(p)} for p in sources]
+        data["data"] = given + [{"path": str(p)} for p in sources if _rows(p)]
         config = _write(directory, data)
         argv = [sys.executable, "-m", "rl", "sft", str(config)]
         if any((directory / "out").glob("checkpoint-*")):
             argv += ["--resume", "latest"]
         final = str(directory / "out" / "final")
-        return Command(argv, {"policy": final, "rows": rows})
+        return Command(argv, {"policy": final, "rows": rows, "own_data": given})
 
     def _sample(self, directory: Path) -> Command:
         assert self.config.rejection is not None

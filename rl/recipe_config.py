@@ -83,8 +83,9 @@ class RecipeConfig(BaseModel):
     synth: StageFile
     """The synthesis job (``python -m synth run``): tasks, and trajectories for SFT."""
     sft: StageFile | None = None
-    """SFT (``python -m rl sft``) on the synthesis' accepted train-split trajectories; its
-    config also serves the rejection rounds' SFT. ``null``: no SFT stage."""
+    """SFT (``python -m rl sft``) on the data its config names (demonstrations) plus the
+    synthesis' accepted train-split trajectories; its config also serves the rejection
+    rounds' SFT (on their passing trials only). ``null``: no SFT stage."""
     rejection: RejectionStage | None = None
     """Rejection sampling (``python -m rl sample``); its SFT uses ``sft``'s config."""
     grpo: StageFile | None = None

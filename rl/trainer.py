@@ -115,12 +115,18 @@ class Policy:
 
 
 def load_policy(config: TrainConfig) -> Policy:
-    """The policy's weights location and its tokenizer (left padding, a pad token)."""
-    if config.policy.model == "embedded":
-        from llm.embedded.model import ensure_converted, load_tokenizer
+    """The policy's weights location and its tokenizer (left padding, a pad token).
 
+    A local model directory (the embedded model, an SFT or GRPO output) gets the tokenizer
+    the embedded engine serves it with, so its chat template renders tools as the
+    engine's does (``llm.embedded.model.load_tokenizer``)."""
+    from llm.embedded.model import ensure_converted, load_tokenizer
+
+    if config.policy.model == "embedded":
         path = ensure_converted()
         return Policy(str(path), load_tokenizer(path))
+    if Path(config.policy.model).is_dir():
+        return Policy(config.policy.model, load_tokenizer(Path(config.policy.model)))
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(config.policy.model, padding_side="left")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from rl.recipe import Command, Recipe, Skip, StageFailed, write_train_tasks
 from rl.recipe_config import RecipeConfig, load_recipe
@@ -83,6 +84,16 @@ def test_an_unchanged_policy_is_not_evaluated_twice(tmp_path: Path) -> None:
     marker = json.loads((tmp_path / "run" / "stages" / "eval-sft" / "done.json").read_text())
     assert marker["status"] == "skipped" and "unchanged since eval-base" in marker["reason"]
     assert recipe.evaluations["sft"] == {"agentic": {"overall": {"pass@1": 0.5}}}
+
+
+def test_sft_trains_on_its_own_data_when_the_synthesis_kept_nothing(tmp_path: Path) -> None:
+    recipe = Recipe(_config(tmp_path / "run", sft={"config": "configs/sft/demo.yaml"}))
+    empty = tmp_path / "none.parquet"
+    first = recipe._sft(tmp_path, [empty], [], own=True)
+    assert isinstance(first, Command)
+    written = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert written["data"] == ["configs/sft/bank.jsonl"] and written["model"] == recipe.policy
+    assert isinstance(recipe._sft(tmp_path, [empty], []), Skip)  # a round with no passes
 
 
 DRIVER = """
