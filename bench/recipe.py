@@ -4,16 +4,19 @@ The real recipe (``python -m rl recipe``'s :class:`rl.recipe.Recipe`, every stag
 command) runs on this CPU with the embedded SmolLM2-135M as teacher, user, judge and
 policy: a synthesis of verifiable tool-use tasks — the executable tool sets (bank,
 calendar, files; decided by their expected final state) and the Docker code sandbox (unit
-tests) — an SFT on the synthesis' accepted train-split trajectories, one rejection-
-sampling round (the policy plays every train task ``k`` times, SFT on those that pass),
-and GRPO on the train tasks. Half of the tasks (by a hash of their id) are held out: never
-trained on, played ``n`` times each after each measured stage by the agentic evaluation
-(the synthesis' own roll-out and verifiable checks).
+tests) — an SFT on the SFT demo's twelve hand-written bank conversations plus the
+synthesis' accepted train-split trajectories, one rejection-sampling round (the policy
+plays every train task ``k`` times, SFT on those that pass), and GRPO on the train tasks.
+Half of the tasks (by a hash of their id) are held out: never trained on, played ``n``
+times each after each training stage by the agentic evaluation (the synthesis' own
+roll-out and verifiable checks).
 
-The figures are pass@1 on the held-out tasks for the base policy, after the rejection-
-sampling SFT round, and after GRPO, each with a 95% interval from a bootstrap over tasks
-(10,000 resamples); the gain of SFT is the paired difference on the same tasks, and
-``sft_gain_ci_low`` the lower end of its interval. A lower end above 0 is the target.
+The figures are pass@1 on the held-out tasks for the base policy, after the first SFT,
+after the rejection-sampling SFT round, and after GRPO, each with a 95% interval from a
+bootstrap over tasks (10,000 resamples). ``sft_gain`` is the paired difference (same
+tasks) between the rejection-sampling round's policy and the base, ``rs_gain`` what the
+round added to the first SFT, ``rl_gain`` what GRPO added; ``sft_gain_ci_low`` is the
+lower end of the first one's interval. A lower end above 0 is the target.
 
     python bench/recipe.py [--quick] [--json] [--out DIR] [--fresh]
 
@@ -41,7 +44,7 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "runs" / "bench" / "recipe"
 RESAMPLES = 10_000
-STAGES = {"base": "pass1_base", "rs1": "pass1_sft", "grpo": "pass1_rl"}
+STAGES = {"base": "pass1_base", "sft": "pass1_sft_seed", "rs1": "pass1_sft", "grpo": "pass1_rl"}
 """Evaluation points measured, and their JSON key."""
 LIMITS = "{max_turns: 1, max_tool_calls: 3, max_tokens: 96, first_tool_choice: required}"
 
@@ -50,7 +53,7 @@ def sizes(quick: bool) -> dict[str, int]:
     """How big a run is: tasks, trials per held-out task, samples per train task, steps."""
     if quick:
         return {"agents": 4, "per_agent": 4, "eval_samples": 1, "k": 2, "grpo_steps": 1}
-    return {"agents": 8, "per_agent": 8, "eval_samples": 2, "k": 4, "grpo_steps": 6}
+    return {"agents": 6, "per_agent": 8, "eval_samples": 2, "k": 4, "grpo_steps": 4}
 
 
 def recipe_config(out: Path, quick: bool) -> Path:
@@ -96,7 +99,7 @@ def recipe_config(out: Path, quick: bool) -> Path:
         },
         "evaluation": {
             "config": "configs/grpo/recipe-demo.yaml",
-            "after": ["base", "rejection", "grpo"],
+            "after": ["base", "sft", "rejection", "grpo"],
             "set": [
                 f"agentic_eval.samples={size['eval_samples']}",
                 "agentic_eval.ks=[1]",
@@ -147,7 +150,8 @@ def figures(run_dir: Path) -> dict[str, Any]:
         values = np.array([rates[stage][t] for t in common])
         result[key] = float(values.mean()) if len(values) else None
         result[f"{key}_ci"] = interval(values, rng)
-    for name, (a, b) in {"sft_gain": ("rs1", "base"), "rl_gain": ("grpo", "rs1")}.items():
+    gains = {"sft_gain": ("rs1", "base"), "rs_gain": ("rs1", "sft"), "rl_gain": ("grpo", "rs1")}
+    for name, (a, b) in gains.items():
         diff = np.array([rates[a][t] - rates[b][t] for t in common])
         result[name] = float(diff.mean()) if len(diff) else None
         result[f"{name}_ci_low"], result[f"{name}_ci_high"] = interval(diff, rng)
@@ -172,14 +176,15 @@ def table(result: dict[str, Any]) -> Table:
         out.add_column(column, justify="left" if column == "policy" else "right")
     names = {
         "pass1_base": "base",
-        "pass1_sft": "after rejection-sampling SFT",
+        "pass1_sft_seed": "after SFT (demonstrations + synthesis)",
+        "pass1_sft": "after the rejection-sampling SFT round",
         "pass1_rl": "after GRPO",
     }
     for key, name in names.items():
         low, high = result[f"{key}_ci"]
         value = result[key]
         out.add_row(name, "-" if value is None else f"{value:.3f}", f"[{low:.3f}, {high:.3f}]")
-    for gain in ("sft_gain", "rl_gain"):
+    for gain in ("sft_gain", "rs_gain", "rl_gain"):
         value = result[gain]
         low, high = result[f"{gain}_ci_low"], result[f"{gain}_ci_high"]
         shown = "-" if value is None else f"{value:+.3f}"
