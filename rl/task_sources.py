@@ -17,8 +17,7 @@ Not here: playing the tasks (:mod:`rl.trials`).
 from __future__ import annotations
 
 import hashlib
-import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
@@ -32,7 +31,7 @@ from rl.trial_config import Split, TaskSource
 from sandboxes.mcp_env import MCPServerConfig
 from sandboxes.toolsets import TOOLSETS
 from synth.config import McpServer
-from synth.schema import AgentSpec, EnvironmentKind, TaskSpec
+from synth.schema import AgentSpec, EnvironmentKind, Record, TaskSpec
 
 M = TypeVar("M", bound=BaseModel)
 KINDS: tuple[str, ...] = get_args(EnvironmentKind)
@@ -50,6 +49,9 @@ class TaskSet:
     agents: dict[str, AgentSpec]
     tasks: list[TaskSpec]
     mcp_servers: dict[str, MCPServerConfig] = field(default_factory=dict)
+    checks: dict[str, Callable[[Record], Record]] = field(default_factory=dict)
+    """Per task id, a check applied to the judge stage's record after it (an MCP domain's
+    checks on the conversation, such as τ²'s facts the agent must tell the user)."""
 
     def agent(self, task: TaskSpec) -> AgentSpec:
         return self.agents[task.agent_id]
@@ -80,6 +82,7 @@ def load_task_set(sources: Sequence[TaskSource]) -> TaskSet:
     agents: dict[str, AgentSpec] = {}
     tasks: list[TaskSpec] = []
     servers: dict[str, MCPServerConfig] = {}
+    checks: dict[str, Callable[[Record], Record]] = {}
     where: dict[str, str] = {}
     for source in sources:
         part, places = _load(source)
@@ -92,9 +95,10 @@ def load_task_set(sources: Sequence[TaskSource]) -> TaskSet:
                 raise TaskSourceError(f"{_name(source)}: agent {agent.id} differs between sources")
         tasks += part.tasks
         servers.update(part.mcp_servers)
+        checks.update(part.checks)
     if not tasks:
         raise TaskSourceError(f"no tasks in {', '.join(_name(s) for s in sources)}")
-    return TaskSet(agents, tasks, servers)
+    return TaskSet(agents, tasks, servers, checks)
 
 
 def _name(source: TaskSource) -> str:
@@ -185,21 +189,13 @@ def _run_servers(config: Path) -> dict[str, MCPServerConfig]:
 
 
 def _domain(name: str) -> tuple[TaskSet, list[str]]:
-    """An external MCP domain's agents, tasks and servers.
+    """An external MCP domain's agents, tasks and servers (``rl.domains``), with its
+    checks on the conversation applied to each trial after the judge stage."""
+    from rl import domains  # imported on use: it starts a server to list the tools
 
-    HOOK (lead): ``rl.domains.load_domain(name)`` (another engineer's module) returns
-    ``(agents, tasks, mcp_servers)`` for the Worker; this is the one place task sources
-    call it. Until that module exists, a domain source fails in one line.
-    """
-    try:
-        domains = importlib.import_module("rl.domains")
-    except ModuleNotFoundError as exc:
-        if exc.name != "rl.domains":
-            raise
-        raise TaskSourceError(
-            f"task source domain {name!r}: MCP domains need rl.domains, which this "
-            "installation does not have"
-        ) from None
-    agents, tasks, servers = domains.load_domain(name)
+    domain = domains.load_domain(name)
+    tasks = list(domain.tasks)
     places = [f"domain {name}: task {t.id}" for t in tasks]
-    return TaskSet({a.id: a for a in agents}, list(tasks), dict(servers)), places
+    checks: dict[str, Callable[[Record], Record]] = {t.id: domain.verify for t in tasks}
+    task_set = TaskSet({a.id: a for a in domain.agents}, tasks, dict(domain.mcp_servers), checks)
+    return task_set, places

@@ -62,6 +62,8 @@ class Trial:
     task: TaskSpec
     agent: AgentSpec
     sample: int
+    check: Callable[[Record], Record] | None = field(default=None, compare=False)
+    """The task source's own check after the judge stage (``TaskSet.checks``), if any."""
 
     @property
     def id(self) -> str:
@@ -81,7 +83,11 @@ def trial_id(task_id: str, sample: int) -> str:
 def plan(task_set: TaskSet, tasks: Sequence[TaskSpec], samples: int) -> list[Trial]:
     """Every (task, sample) pair, sample by sample: a run cut short has covered every
     task about equally."""
-    return [Trial(t, task_set.agent(t), s) for s in range(samples) for t in tasks]
+    return [
+        Trial(t, task_set.agent(t), s, task_set.checks.get(t.id))
+        for s in range(samples)
+        for t in tasks
+    ]
 
 
 @dataclass
@@ -253,6 +259,8 @@ async def play(
         async with gate:
             try:
                 record = await worker.run_task(trial.task, trial.agent, seed=trial.seed)
+                if trial.check is not None:
+                    record = trial.check(record)
             except Exception as exc:  # noqa: BLE001 - one broken trial is reported, not fatal
                 log.warning("trial %s of task %s failed: %s", trial.id, trial.task.id, exc)
                 return f"{trial.id} ({trial.task.id}): {type(exc).__name__}: {exc}"[:300]

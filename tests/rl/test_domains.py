@@ -282,3 +282,35 @@ def test_a_bad_domain_file_names_its_line(notes_dir: Path) -> None:
     config.write_text(config.read_text().replace("split: all", "split: everything"))
     with pytest.raises(DomainError, match=rf"^{config}:\d+: split: "):
         load_domain(config)
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("on_path")
+def test_trials_of_a_domain_source_carry_its_conversation_check() -> None:
+    from rl.task_sources import load_task_set
+    from rl.trial_config import TaskSource
+    from rl.trials import plan
+    from synth.schema import Record, Trajectory
+
+    task_set = load_task_set([TaskSource(domain=str(FIXTURE / "domain.yaml"))])
+    two = next(t for t in task_set.tasks if "dentist" in t.user_goal)
+    [trial] = plan(task_set, [two], 1)
+    assert trial.check is not None
+    said = Trajectory(
+        task_id=two.id,
+        agent_id=two.agent_id,
+        messages=[{"role": "assistant", "content": "Both noted."}],
+        tools=[],
+    )
+    accepted = Record(
+        task_id=two.id,
+        agent_id=two.agent_id,
+        domain=two.domain,
+        environment=two.environment,
+        difficulty=two.difficulty,
+        outcome="accepted",
+        verified=True,
+        trajectory=said,
+    )
+    checked = trial.check(accepted)
+    assert checked.outcome == "rejected" and checked.reason == "not_communicated"
