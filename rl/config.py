@@ -47,6 +47,18 @@ class LoraConfig(BaseModel):
     target_modules: list[str] | str = "all-linear"
     """Modules to adapt; peft's ``all-linear`` adapts every linear layer but the head."""
 
+    def to_peft(self) -> Any:
+        """peft's ``LoraConfig`` for a causal LM (GRPO's and SFT's trainers take it)."""
+        from peft import LoraConfig as PeftLora
+
+        return PeftLora(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=self.target_modules,
+            task_type="CAUSAL_LM",
+        )
+
 
 class PolicyConfig(BaseModel):
     model_config = STRICT

@@ -156,21 +156,6 @@ def sft_args(config: SFTRunConfig, *, evaluate: bool) -> Any:
     )
 
 
-def peft_config(config: SFTRunConfig) -> Any:
-    if config.lora is None:
-        return None
-    from peft import LoraConfig
-
-    lora = config.lora
-    return LoraConfig(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=lora.target_modules,
-        task_type="CAUSAL_LM",
-    )
-
-
 class SFTProgress(RichProgress):
     """GRPO's progress display (bars on a terminal, a line every few seconds in a log),
     labelled SFT, with the latest training and eval loss."""
@@ -211,7 +196,7 @@ def build(
         eval_dataset=data.eval,
         processing_class=base.tokenizer,
         callbacks=callbacks,
-        peft_config=peft_config(config),
+        peft_config=config.lora.to_peft() if config.lora else None,
     )
 
 

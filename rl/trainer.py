@@ -233,21 +233,6 @@ def environment_factories(dataset: Any) -> dict[str, Any] | None:
     return factories
 
 
-def peft_config(config: TrainConfig) -> Any:
-    lora = config.policy.lora
-    if lora is None:
-        return None
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=lora.target_modules,
-        task_type="CAUSAL_LM",
-    )
-
-
 def build(
     config: TrainConfig,
     services: Services,
@@ -283,7 +268,7 @@ def build(
         train_dataset=dataset,
         processing_class=policy.tokenizer,
         callbacks=callbacks,
-        peft_config=peft_config(config),
+        peft_config=config.policy.lora.to_peft() if config.policy.lora else None,
         environment_factory=factories,
     )
     decay.bind(trainer)
