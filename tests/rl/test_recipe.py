@@ -208,3 +208,62 @@ def test_a_bad_stage_config_is_named_with_its_file_and_line(tmp_path: Path) -> N
     )
     with pytest.raises(Exception, match=rf"{sft}:5: training\.max_steps"):
         load_recipe(recipe, check_files=True)
+
+
+LIMITS = "{max_turns: 1, max_tool_calls: 2, max_tokens: 48, first_tool_choice: required}"
+TINY = """
+name: tiny
+run_dir: RUN
+heldout_fraction: 0.5
+synth:
+  config: configs/synth/recipe-demo.yaml
+  set: ["environment_mix={simulated: 0, executable: 1, docker: 0}", agents.count=1,
+        "tasks={per_agent: 4, difficulties: [single]}", "rollout=LIMITS"]
+sft:
+  config: configs/sft/demo.yaml
+  set: [training.max_steps=1, training.save_steps=1, training.max_length=512, eval_fraction=0.0]
+rejection:
+  config: configs/sample/demo.yaml
+  rounds: 1
+  set: [samples=1, "limits=LIMITS"]
+grpo:
+  config: configs/grpo/recipe-demo.yaml
+  set: [grpo.max_steps=1, grpo.save_steps=1]
+evaluation:
+  config: configs/grpo/recipe-demo.yaml
+  after: [base, sft, grpo]
+  set: [agentic_eval.samples=1, "agentic_eval.ks=[1]", "agentic_eval.limits=LIMITS"]
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(2700)  # every stage loads the model; a busy 2-core machine is slow
+def test_the_real_recipe_stopped_between_stages_resumes_to_its_summary(tmp_path: Path) -> None:
+    """``python -m rl recipe`` on the embedded model, stopped by SIGTERM once its first
+    stage is done, then run again: the synthesis is not run twice, every later stage runs,
+    and the summary holds each evaluated stage."""
+    config = tmp_path / "recipe.yaml"
+    run = tmp_path / "run"
+    config.write_text(TINY.replace("RUN", str(run)).replace("LIMITS", LIMITS))
+    argv = [sys.executable, "-m", "rl", "recipe", str(config)]
+    first = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 1500
+    while not (run / "stages" / "synth" / "done.json").exists():
+        assert first.poll() is None, (first.stderr.read() if first.stderr else b"").decode()
+        assert time.monotonic() < deadline, "the synthesis stage did not finish"
+        time.sleep(0.5)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=600) == 143
+    assert sorted(p.parent.name for p in run.glob("stages/*/done.json")) == ["synth"]
+
+    again = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=3000)
+    assert again.returncode == 0, again.stderr[-3000:]
+    synth_log = (run / "stages" / "synth" / "log.txt").read_text()
+    assert synth_log.count("$ ") == 1  # the synthesis ran once
+    summary = json.loads(again.stdout.strip().splitlines()[-1])
+    assert summary["stages"] == ["base", "sft", "grpo"]
+    assert "agentic/overall/pass@1" in summary["metrics"]
+    done = {p.parent.name for p in run.glob("stages/*/done.json")}
+    assert {"eval-base", "sft", "rs1-sample", "rs1-sft", "grpo", "eval-grpo"} <= done
+    assert (run / "summary.png").exists()
