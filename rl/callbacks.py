@@ -132,3 +132,14 @@ class RichProgress(TrainerCallback):
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+
+def train_to_end(trainer: Any, checkpoint: Any = None) -> Any:
+    """``trainer.train()`` (from ``checkpoint`` when given), its progress display closed
+    however training ends (done, failed, interrupted); TRL's ``TrainOutput``."""
+    try:
+        return trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    finally:
+        for callback in trainer.callback_handler.callbacks:
+            if isinstance(callback, RichProgress):
+                callback.close()

@@ -35,7 +35,7 @@ from rich.progress import TextColumn
 
 from llm.errors import ConfigError
 from llm.progress import DEFAULT_EVERY_S
-from rl.callbacks import RichProgress
+from rl.callbacks import RichProgress, train_to_end
 from rl.sft_config import SFTRunConfig
 from rl.sft_data import SFTData, read_data, tokenized
 
@@ -278,12 +278,7 @@ def train(
     data = tokenized(split, base.tokenizer, base.training_template, config.training.max_length)
     config.write(out)
     trainer = build(config, base, data, progress_every_s=progress_every_s)
-    try:
-        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    finally:
-        for callback in trainer.callback_handler.callbacks:
-            if isinstance(callback, RichProgress):
-                callback.close()
+    result = train_to_end(trainer, checkpoint)
     eval_loss = final_eval_loss(trainer) if data.eval is not None else None
     final, adapter = save_final(trainer, base.tokenizer, out)
     summary = {

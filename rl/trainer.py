@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from llm.progress import DEFAULT_EVERY_S
-from rl.callbacks import RichProgress, TemperatureDecay
+from rl.callbacks import RichProgress, TemperatureDecay, train_to_end
 from rl.clients import ClientPool
 from rl.composition import RewardComposition
 from rl.config import TrainConfig
@@ -313,12 +313,7 @@ def train(
     config.write(out)
     with Services(config) as services:
         trainer = build(config, services, progress_every_s=progress_every_s)
-        try:
-            result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        finally:
-            for callback in trainer.callback_handler.callbacks:
-                if isinstance(callback, RichProgress):
-                    callback.close()
+        result = train_to_end(trainer, checkpoint)
         trainer.save_model(str(out / "final"))
     metrics = dict(result.metrics)
     log.info("trained %s: %d steps, metrics %s", config.name, trainer.state.global_step, metrics)
