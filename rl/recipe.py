@@ -186,13 +186,14 @@ class Recipe:
         assert self.config.sft is not None
         data = apply_overrides(self.config.sft.data(), extra)
         given = list(data.get("data") or []) if own else []
-        rows = sum(_rows(p) for p in sources)
+        counts = {p: _rows(p) for p in sources}
+        rows = sum(counts.values())
         if rows == 0 and not given:
             where = ", ".join(str(p) for p in sources)
             return Skip(f"no accepted train-split trajectory to train on ({where})")
         data["output_dir"] = str(directory / "out")
         data["model"] = self.policy
-        data["data"] = given + [{"path": str(p)} for p in sources if _rows(p)]
+        data["data"] = given + [{"path": str(p)} for p, n in counts.items() if n]
         config = _write(directory, data)
         argv = [sys.executable, "-m", "rl", "sft", str(config)]
         if any((directory / "out").glob("checkpoint-*")):
