@@ -1,5 +1,6 @@
 """Shared fixtures: the embedded endpoint is started once per session (it loads a model);
-a command run as a watched subprocess (``watched``)."""
+a module's scratch directory, removed when the module ends (``module_dir``); a command run
+as a watched subprocess (``watched``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -28,6 +30,21 @@ def embedded_server() -> Iterator[object]:
 
     with EmbeddedServer(max_batch=8) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def module_dir(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """A directory for one module's shared fixtures, removed when the module's tests end.
+
+    Training runs save checkpoints of hundreds of MB each (model and optimizer state); kept
+    until the session ends, a whole suite's worth fills a disk. Function-scoped ``tmp_path``
+    directories go when their test passes (``tmp_path_retention_policy`` in pyproject.toml).
+    """
+    path = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,7 @@ NUDGE = 0.01
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def checkpoint(module_dir: Path) -> Path:
     """The embedded model saved as a fine-tune would be (``save_pretrained``), one weight
     nudged, under its own directory name."""
     import torch
@@ -42,14 +42,14 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model, tokenizer = load_model()
     with torch.no_grad():
         model.model.layers[0].self_attn.q_proj.weight[0, 0] += NUDGE
-    path = tmp_path_factory.mktemp("runs") / "sft-final"
+    path = module_dir / "sft-final"
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 
 
 @pytest.fixture(scope="module")
-def adapter(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+def adapter(module_dir: Path) -> tuple[Path, Any]:
     """A LoRA adapter of the embedded model as peft saves it (its base recorded by path),
     with non-zero weights, and the q_proj weight merging it should give."""
     from peft import LoraConfig, get_peft_model
@@ -57,7 +57,7 @@ def adapter(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     model, _ = load_model()
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], init_lora_weights=False)
     peft_model = get_peft_model(model, lora)
-    path = tmp_path_factory.mktemp("runs") / "lora-agent"
+    path = module_dir / "lora-agent"
     peft_model.save_pretrained(path)
     merged = peft_model.merge_and_unload()
     return path, merged.model.layers[0].self_attn.q_proj.weight.detach().clone()

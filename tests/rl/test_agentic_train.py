@@ -24,11 +24,11 @@ KINDS = ("executable", "simulated", "mcp", "docker")
 
 
 @pytest.fixture(scope="module")
-def agentic_run(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str) -> Any:
+def agentic_run(module_dir: Path, sandbox_image: str) -> Any:
     from rl.config import load_config
     from rl.trainer import Services, build
 
-    out = tmp_path_factory.mktemp("agentic")
+    out = module_dir
     world = ScriptedWorld()
     with ScriptedEndpoint(world) as server, pytest.MonkeyPatch.context() as patch:
         presets = yaml.safe_load((ROOT / "configs" / "endpoints.yaml").read_text())

@@ -193,8 +193,8 @@ def make_trainer(
 
 
 @pytest.fixture(scope="module")
-def trainer(tmp_path_factory: pytest.TempPathFactory, server: ScriptedEndpoint) -> Any:
-    trainer = make_trainer(tmp_path_factory.mktemp("multiturn"), max_completion_length=160)
+def trainer(module_dir: Path, server: ScriptedEndpoint) -> Any:
+    trainer = make_trainer(module_dir, max_completion_length=160)
     trainer.model.train()  # metrics land under "train", as in a training step
     return trainer
 

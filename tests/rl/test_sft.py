@@ -394,11 +394,11 @@ def test_a_fresh_run_over_an_earlier_one_exits_2(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict[str, Any]:
+def trained(module_dir: Path) -> dict[str, Any]:
     """Two full fine-tuning steps on a synthesized run, a checkpoint after each."""
     from rl.sft import train
 
-    tmp = tmp_path_factory.mktemp("sft")
+    tmp = module_dir
     run = synthesized_run(tmp / "run", ["Paris", "Oslo", "Rome", "Lima"])
     config = run_config(tmp / "out", [str(run)])
     return {"summary": train(config), "config": config, "out": tmp / "out", "tmp": tmp}

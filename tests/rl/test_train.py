@@ -45,10 +45,10 @@ MATH = {"gym": "math", "options": {"count": 4, "eval_count": 2, "dataset_config"
 
 
 @pytest.fixture(scope="module")
-def mixed_run(tmp_path_factory) -> dict[str, Any]:
+def mixed_run(module_dir: Path) -> dict[str, Any]:
     from rl.trainer import Services, build
 
-    out = tmp_path_factory.mktemp("mixed")
+    out = module_dir
     cfg = config(
         out,
         [

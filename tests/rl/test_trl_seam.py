@@ -159,7 +159,7 @@ def sync_last(prompts: list[Any], completions: list[Any], **kw: Any) -> list[flo
 
 
 @pytest.fixture(scope="module")
-def trainer(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def trainer(module_dir: Path) -> Any:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -168,7 +168,7 @@ def trainer(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     path = ensure_converted()
     args = GRPOConfig(
-        output_dir=str(tmp_path_factory.mktemp("seam")),
+        output_dir=str(module_dir),
         per_device_train_batch_size=2,
         num_generations=2,
         max_completion_length=8,

@@ -25,11 +25,11 @@ CHARTS = {"funnel", "rejects", "environments", "domains", "scores", "turns", "to
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory, local_ray) -> Iterator[tuple[Path, dict[str, Any]]]:
+def finished(module_dir: Path, local_ray) -> Iterator[tuple[Path, dict[str, Any]]]:
     """One scripted run on the local Ray cluster: 6 agents × 2 tasks, some rejected."""
     from synth.pipeline import run
 
-    tmp = tmp_path_factory.mktemp("run")
+    tmp = module_dir
     with pytest.MonkeyPatch.context() as patch, ScriptedEndpoint(ScriptedWorld()) as server:
         patch.setenv("OPENAI_API_KEY", "scripted")
         config = scripted_config(tmp, server, agents={"count": 6})
