@@ -46,6 +46,12 @@ def serve(
     threads: int = typer.Option(
         0, help="Decoding threads; 0: half the cores (prefill always takes every core)."
     ),
+    prefix_cache_mb: float = typer.Option(
+        512,
+        min=0,
+        help="Memory for the keys of shared prompt prefixes, reused across "
+        "requests; 0 turns the prefix cache off.",
+    ),
 ) -> None:
     """Serve the embedded SmolLM2 model, or a checkpoint (`--model PATH`), as an
     OpenAI-compatible endpoint with tool calling, constrained JSON and batching."""
@@ -59,7 +65,12 @@ def serve(
     from llm.embedded import EmbeddedServer
 
     server = EmbeddedServer(
-        host=host, port=port, max_batch=max_batch, threads=threads or None, model_path=model
+        host=host,
+        port=port,
+        max_batch=max_batch,
+        threads=threads or None,
+        model_path=model,
+        prefix_cache_mb=prefix_cache_mb,
     )
     what = f"the checkpoint {model}" if model else "the embedded model (first run converts it)"
     with console.status(f"loading {what}"):

@@ -1,18 +1,19 @@
-"""Batched generation for the embedded model.
+"""Continuous batching for the embedded model.
 
-Requests that arrive while the model is busy wait in a queue; the engine thread takes
-up to ``max_batch`` of them at once, left-pads them into one batch and decodes them
-together with a shared KV cache, each row with its own temperature, top-p, seed, stop
-strings and token limit. This is wave batching (a wave runs to completion before the
-next starts), not continuous batching: simple, and on a CPU it already turns eight
-concurrent requests into roughly one forward pass per token. A row leaves the wave as soon
-as it is done, and so does a row whose caller gave up (its future was cancelled, as the
-server does when a client disconnects): it is dropped from the batch and its KV cache at
-the next decoding step, and the tokens it had generated are counted as abandoned. The
-queue is bounded: past ``max_queue`` waiting rows :meth:`BatchEngine.admit` raises
-:class:`EngineBusy`, which the server answers with a 429.
+Requests wait in a bounded queue; the engine thread decodes up to ``max_batch`` rows
+together, one token per row per step. A request joins the running batch as soon as a slot
+is free: its prompt is prefilled alone (reusing the keys of any cached prefix, see
+:class:`~llm.embedded.kv.PrefixCache`), its first token sampled, and from the next step
+on it is decoded with the others (:class:`~llm.embedded.kv.SlotCache`). A row leaves at
+the step it finishes, and so does a row whose caller gave up (its future was cancelled,
+as the server does when a client disconnects); its slot goes to the next request at
+once. Every row keeps its own temperature, top-p, seed, stop strings, token limit and
+JSON-schema constraint. Past ``max_queue`` waiting rows :meth:`BatchEngine.admit`
+raises :class:`EngineBusy`, which the server answers with a 429.
 
-It knows token ids only; prompts are rendered and replies parsed by the server.
+It knows token ids only; prompts are rendered and replies parsed by the server. The wave
+engine it replaced (a batch runs to completion before the next starts) is kept in
+:mod:`llm.embedded.wave` as the benchmark's baseline.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ import logging
 import os
 import queue
 import threading
-import time
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from transformers.cache_utils import DynamicCache
+
+from llm.embedded.kv import KV, PrefixCache, SlotCache
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,8 @@ class EngineStats:
     """What the engine has done since it started (``/health`` shows it)."""
 
     batches: int = 0
+    """Busy periods: times the engine started decoding from idle (rows that overlapped
+    share one)."""
     rows_served: int = 0
     tokens_generated: int = 0
     """Every token decoded, for finished and abandoned rows alike."""
@@ -84,6 +89,14 @@ class EngineStats:
     """Rows whose caller gave up before decoding began (no work lost)."""
     rows_refused: int = 0
     """Rows refused because the queue was full."""
+    steps: int = 0
+    """Decoding steps (one forward pass of every running row)."""
+    peak_rows: int = 0
+    """The most rows decoded together in one step."""
+    prompt_tokens: int = 0
+    """Prompt tokens of the rows served."""
+    prefix_hit_tokens: int = 0
+    """Prompt tokens whose keys came from the prefix cache instead of a forward pass."""
 
 
 @dataclass
@@ -95,6 +108,8 @@ class _Row:
     tokens: list[int] = field(default_factory=list)
     text: str | None = None
     finish: str | None = None
+    position: int = 0
+    """The position id of the next token fed to the model."""
 
 
 class BatchEngine:
@@ -111,8 +126,8 @@ class BatchEngine:
         *,
         max_batch: int = 16,
         max_queue: int = 256,
-        gather_s: float = 0.01,
         threads: int | None = None,
+        prefix_cache_mb: float = 512,
     ):
         self.model = model
         self.threads = threads or default_threads()
@@ -120,7 +135,7 @@ class BatchEngine:
         self.tokenizer = tokenizer
         self.max_batch = max_batch
         self.max_queue = max_queue
-        self.gather_s = gather_s
+        self.prefix_cache = PrefixCache(int(prefix_cache_mb * 2**20))
         self.stats = EngineStats()
         self._queue: queue.Queue[_Row | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="embedded-engine", daemon=True)
@@ -135,6 +150,11 @@ class BatchEngine:
         self._waiting: set[Future[Generation]] = set()
         """Futures not yet settled: :meth:`close` cancels them."""
         self._lock = threading.Lock()
+        self._rows: list[_Row] = []
+        """The running rows, in their :class:`SlotCache` slots' order."""
+        self._slots = SlotCache(max_batch)
+        self._next = torch.zeros(max_batch, dtype=torch.long)
+        """Each running row's last sampled token: the next step's input."""
         self._thread.start()
 
     @property
@@ -144,6 +164,11 @@ class BatchEngine:
     @property
     def rows_served(self) -> int:
         return self.stats.rows_served
+
+    @property
+    def running(self) -> int:
+        """Rows being decoded."""
+        return len(self._rows)
 
     @property
     def queued(self) -> int:
@@ -206,26 +231,95 @@ class BatchEngine:
     # ------------------------------------------------------------------ loop
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
+            if not self._join():
                 return
-            rows = [first]
-            deadline = time.monotonic() + self.gather_s
-            while len(rows) < self.max_batch:
-                try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)
-                    break
-                rows.append(item)
+            if not self._rows:
+                continue
             try:
-                self._generate(rows)
+                self._step()
             except Exception as exc:
-                log.exception("generation failed for a batch of %d", len(rows))
-                for row in rows:
+                log.exception("a decoding step failed for %d rows", len(self._rows))
+                for row in self._rows:
                     _settle(row.future, exception=exc)
+                self._rows = []
+                self._slots = SlotCache(self.max_batch)
+
+    def _join(self) -> bool:
+        """Move queued requests into free slots, prefilling each; waits when nothing runs.
+        False once :meth:`close` asked the thread to end."""
+        while len(self._rows) < self.max_batch:
+            try:
+                row = self._queue.get(block=not self._rows)
+            except queue.Empty:
+                return True
+            if row is None:
+                return False
+            if not self._start([row]):
+                continue
+            try:
+                self._prefill(row)
+            except Exception as exc:
+                log.exception("prefill failed")
+                _settle(row.future, exception=exc)
+        return True
+
+    @torch.inference_mode()
+    def _prefill(self, row: _Row) -> None:
+        """Compute a joining row's prompt (after its cached prefix), sample its first token
+        and give it a slot unless that token already ended it."""
+        prompt = row.request.prompt_ids
+        cached, prefix = self.prefix_cache.lookup(prompt)
+        self.stats.prompt_tokens += len(prompt)
+        self.stats.prefix_hit_tokens += cached
+        past = DynamicCache(ddp_cache_data=prefix) if prefix is not None else DynamicCache()
+        # thread counts are this thread's own settings: the process keeps its own
+        torch.set_num_threads(self.prefill_threads)
+        try:
+            out = self.model(
+                input_ids=torch.tensor([prompt[cached:]], dtype=torch.long),
+                position_ids=torch.arange(cached, len(prompt)).unsqueeze(0),
+                use_cache=True,
+                logits_to_keep=1,
+                **{self._cache_kw: past},
+            )
+        finally:
+            torch.set_num_threads(self.threads)
+        kv: KV = [(layer.keys, layer.values) for layer in getattr(out, self._cache_kw).layers]
+        self.prefix_cache.store(prompt, kv, cached)
+        if not self._rows:
+            self.stats.batches += 1
+        self.stats.rows_served += 1
+        row.position = len(prompt)
+        self._decide([row], out.logits[:, -1, :])
+        if row.finish is None:
+            self._slots.add(kv)
+            self._next[len(self._rows)] = row.tokens[-1]
+            self._rows.append(row)
+            self.stats.peak_rows = max(self.stats.peak_rows, len(self._rows))
+
+    @torch.inference_mode()
+    def _step(self) -> None:
+        """One token for every running row; finished and abandoned rows leave."""
+        rows, slots = self._rows, self._slots
+        self.stats.steps += 1
+        out = self.model(
+            input_ids=self._next[: len(rows)].unsqueeze(1),
+            attention_mask=slots.step_mask(),
+            position_ids=torch.tensor([[r.position] for r in rows], dtype=torch.long),
+            use_cache=True,
+            logits_to_keep=1,
+            **{self._cache_kw: slots.cache()},
+        )
+        slots.advance()
+        for row in rows:
+            row.position += 1
+        self._decide(rows, out.logits[:, -1, :])
+        done = [i for i, r in enumerate(rows) if r.finish is not None]
+        if done:
+            order = slots.remove(done)
+            self._rows = [rows[i] for i in order]
+        for i, row in enumerate(self._rows):
+            self._next[i] = row.tokens[-1]
 
     def _start(self, rows: list[_Row]) -> list[_Row]:
         """The rows still wanted, each with its JSON matcher; the others are settled."""
@@ -243,57 +337,13 @@ class BatchEngine:
             live.append(row)
         return live
 
-    @torch.inference_mode()
-    def _generate(self, rows: list[_Row]) -> None:
-        rows = self._start(rows)
-        if not rows:
-            return
-        self.stats.batches += 1
-        self.stats.rows_served += len(rows)
-        width = max(len(r.request.prompt_ids) for r in rows)
-        ids = torch.full((len(rows), width), self._pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            prompt = row.request.prompt_ids
-            ids[i, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-            mask[i, width - len(prompt) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        # thread counts are this thread's own settings: the process keeps its own
-        torch.set_num_threads(self.prefill_threads)
-        out = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        torch.set_num_threads(self.threads)
-        past, logits = getattr(out, self._cache_kw), out.logits[:, -1, :]
-        while rows:
-            chosen = self._sample(rows, logits)
-            self._advance(rows, chosen)
-            keep = [i for i, r in enumerate(rows) if r.finish is None]
-            for row in rows:
-                if row.finish is not None:
-                    self._finish(row, row.finish)
-            if not keep:
-                return
-            if len(keep) < len(rows):  # done or abandoned rows leave the batch and its cache
-                index = torch.tensor(keep, dtype=torch.long)
-                past.batch_select_indices(index)
-                rows = [rows[i] for i in keep]
-                chosen, mask, positions = chosen[index], mask[index], positions[index]
-            mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
-            positions = positions[:, -1:] + 1
-            out = self.model(
-                input_ids=chosen.unsqueeze(1),
-                attention_mask=mask,
-                position_ids=positions,
-                use_cache=True,
-                logits_to_keep=1,
-                **{self._cache_kw: past},
-            )
-            past, logits = getattr(out, self._cache_kw), out.logits[:, -1, :]
+    def _decide(self, rows: list[_Row], logits: torch.Tensor) -> None:
+        """Sample and take one token for each row; settle the rows that ended."""
+        chosen = self._sample(rows, logits)
+        self._advance(rows, chosen)
+        for row in rows:
+            if row.finish is not None:
+                self._finish(row, row.finish)
 
     def _sample(self, rows: list[_Row], logits: torch.Tensor) -> torch.Tensor:
         chosen = torch.empty(len(rows), dtype=torch.long)

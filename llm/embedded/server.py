@@ -48,6 +48,7 @@ from llm.loopback import LoopbackServer
 from llm.toolcalls import HERMES_CLOSE, HERMES_OPEN, parse_tool_calls
 
 CONTEXT_TOKENS = 8192
+"""The window assumed for a model whose config does not state one."""
 MAX_BODY_DEPTH = 64
 """Deeper JSON request bodies are refused before parsing them into models."""
 MAX_SCHEMA_DEPTH = 32
@@ -201,6 +202,7 @@ class EmbeddedServer(LoopbackServer):
         json_retries: int = 3,
         default_max_tokens: int = 256,
         model_path: str | Path | None = None,
+        prefix_cache_mb: float = 512,
     ) -> None:
         super().__init__(host=host, port=port)
         self.model_path = Path(model_path) if model_path is not None else None
@@ -210,6 +212,10 @@ class EmbeddedServer(LoopbackServer):
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.threads = threads
+        self.prefix_cache_mb = prefix_cache_mb
+        """Bound of the prompt-prefix KV cache (0 turns it off)."""
+        self.context_tokens = CONTEXT_TOKENS
+        """The model's window (its ``max_position_embeddings``), known once it is loaded."""
         if json_mode not in ("constrained", "retry"):
             raise ValueError(f"json_mode must be 'constrained' or 'retry', not {json_mode!r}")
         self.json_mode = json_mode
@@ -242,6 +248,10 @@ class EmbeddedServer(LoopbackServer):
             max_batch=self.max_batch,
             max_queue=self.max_queue,
             threads=self.threads,
+            prefix_cache_mb=self.prefix_cache_mb,
+        )
+        self.context_tokens = int(
+            getattr(model.config, "max_position_embeddings", None) or CONTEXT_TOKENS
         )
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_get("/v1/models", self._models)
@@ -266,6 +276,13 @@ class EmbeddedServer(LoopbackServer):
         engine = self.engine
         stats = dataclasses.asdict(engine.stats) if engine else {}
         stats["requests_abandoned"] = self.requests_abandoned
+        if engine is not None:
+            stats["prefix_cache"] = {
+                "bytes": engine.prefix_cache.bytes,
+                "blocks": len(engine.prefix_cache),
+                "hit_rate": round(engine.prefix_cache.stats.hit_rate, 4),
+                "evicted_blocks": engine.prefix_cache.stats.evicted_blocks,
+            }
         return web.json_response({"status": "ok", **stats})
 
     async def _chat(self, request: web.Request) -> web.Response:
@@ -288,12 +305,17 @@ class EmbeddedServer(LoopbackServer):
         except Exception as exc:  # noqa: BLE001 - a template error is the caller's bad input
             return _bad_request(f"cannot render messages: {exc}")
         max_tokens = req.max_completion_tokens or req.max_tokens or self.default_max_tokens
-        if len(prompt_ids) + max_tokens > CONTEXT_TOKENS:
+        if len(prompt_ids) + max_tokens > self.context_tokens:
             return _bad_request(
                 f"prompt ({len(prompt_ids)} tokens) + max_tokens ({max_tokens}) exceeds the "
-                f"context of {CONTEXT_TOKENS}"
+                f"context of {self.context_tokens}"
             )
         assert self.engine is not None
+        if req.n > self.engine.max_queue:
+            return _bad_request(
+                f"n={req.n} can never be served: the engine queues at most "
+                f"{self.engine.max_queue} rows"
+            )
         try:
             self.engine.admit(req.n)
         except EngineBusy as exc:

@@ -235,3 +235,29 @@ async def test_a_malformed_request_is_a_400_naming_the_problem(embedded_server, 
     assert status == 400, reply
     assert mentions in reply["error"]["message"]
     assert embedded_server.engine.rows_served == served  # nothing was queued
+
+
+async def test_n_beyond_what_the_queue_can_ever_hold_is_a_400_not_a_429(
+    narrow_server: EmbeddedServer,
+) -> None:
+    served = stats(narrow_server).rows_served
+    async with aiohttp.ClientSession() as session:
+        status, reply = await post(session, narrow_server.url, {"messages": USER, "n": 2})
+    assert status == 400 and "n=2 can never be served" in reply["error"]["message"]
+    assert stats(narrow_server).rows_served == served
+
+
+async def test_health_reports_the_prefix_cache(embedded_server) -> None:
+    async with aiohttp.ClientSession() as session:
+        long_user = [{"role": "user", "content": "Tell me about the sea. " * 20}]
+        for _ in range(2):  # the second prompt's prefix is the first's
+            status, _ = await post(
+                session, embedded_server.url, {"messages": long_user, "max_tokens": 2}
+            )
+            assert status == 200
+        health_url = f"http://{embedded_server.host}:{embedded_server.port}/health"
+        async with session.get(health_url) as response:
+            health = await response.json()
+    cache = health["prefix_cache"]
+    assert cache["blocks"] > 0 and cache["bytes"] > 0 and 0 < cache["hit_rate"] < 1
+    assert health["prefix_hit_tokens"] > 0
