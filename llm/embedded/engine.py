@@ -24,6 +24,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,9 @@ class GenerationRequest:
     stop: list[str] = field(default_factory=list)
     json_schema: dict[str, Any] | None = None
     """Constrain decoding to JSON valid for this schema (llguidance token masks)."""
+    ignore_eos: bool = False
+    """Decode all ``max_new_tokens`` even past the end-of-text token (benchmarks do, to
+    control output lengths); the server never sets it."""
 
 
 @dataclass
@@ -97,6 +101,17 @@ class EngineStats:
     """Prompt tokens of the rows served."""
     prefix_hit_tokens: int = 0
     """Prompt tokens whose keys came from the prefix cache instead of a forward pass."""
+    prefill_s: float = 0.0
+    """Seconds spent computing joining rows' prompts (their first token included)."""
+    step_s: float = 0.0
+    """Seconds spent in decoding steps, of which:"""
+    forward_s: float = 0.0
+    """the model's forward passes,"""
+    sample_s: float = 0.0
+    """choosing tokens from the logits (temperature, top-p, seeds),"""
+    constraint_s: float = 0.0
+    """JSON-schema token masks (llguidance); the rest is bookkeeping (stop strings,
+    finishing rows, moving slots)."""
 
 
 @dataclass
@@ -147,6 +162,8 @@ class BatchEngine:
             "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         )
         self._lltokenizer: Any = None
+        self._executor: Any = None
+        """llguidance's thread pool: every constrained row's mask computed at once."""
         self._waiting: set[Future[Generation]] = set()
         """Futures not yet settled: :meth:`close` cancels them."""
         self._lock = threading.Lock()
@@ -272,6 +289,7 @@ class BatchEngine:
         self.stats.prompt_tokens += len(prompt)
         self.stats.prefix_hit_tokens += cached
         past = DynamicCache(ddp_cache_data=prefix) if prefix is not None else DynamicCache()
+        start = time.perf_counter()
         # thread counts are this thread's own settings: the process keeps its own
         torch.set_num_threads(self.prefill_threads)
         try:
@@ -296,12 +314,14 @@ class BatchEngine:
             self._next[len(self._rows)] = row.tokens[-1]
             self._rows.append(row)
             self.stats.peak_rows = max(self.stats.peak_rows, len(self._rows))
+        self.stats.prefill_s += time.perf_counter() - start
 
     @torch.inference_mode()
     def _step(self) -> None:
         """One token for every running row; finished and abandoned rows leave."""
         rows, slots = self._rows, self._slots
         self.stats.steps += 1
+        start = time.perf_counter()
         out = self.model(
             input_ids=self._next[: len(rows)].unsqueeze(1),
             attention_mask=slots.step_mask(),
@@ -310,6 +330,7 @@ class BatchEngine:
             logits_to_keep=1,
             **{self._cache_kw: slots.cache()},
         )
+        self.stats.forward_s += time.perf_counter() - start
         slots.advance()
         for row in rows:
             row.position += 1
@@ -320,6 +341,7 @@ class BatchEngine:
             self._rows = [rows[i] for i in order]
         for i, row in enumerate(self._rows):
             self._next[i] = row.tokens[-1]
+        self.stats.step_s += time.perf_counter() - start
 
     def _start(self, rows: list[_Row]) -> list[_Row]:
         """The rows still wanted, each with its JSON matcher; the others are settled."""
@@ -346,31 +368,44 @@ class BatchEngine:
                 self._finish(row, row.finish)
 
     def _sample(self, rows: list[_Row], logits: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
         chosen = torch.empty(len(rows), dtype=torch.long)
         logits = logits.float()
         masked = [i for i, r in enumerate(rows) if r.matcher is not None]
         if masked:
+            import llguidance
             import llguidance.torch as llt
 
-            bitmask = llt.allocate_token_bitmask(1, self._lltokenizer.vocab_size)
-            for i in masked:
-                llt.fill_next_token_bitmask(rows[i].matcher, bitmask, 0)
-                row_logits = logits[i : i + 1, : self._lltokenizer.vocab_size]
-                llt.apply_token_bitmask_inplace(row_logits, bitmask)
-                logits[i : i + 1, : self._lltokenizer.vocab_size] = row_logits
-        for i, row in enumerate(rows):
-            req = row.request
-            if req.temperature <= 0:
-                chosen[i] = int(torch.argmax(logits[i]))
-                continue
-            probs = torch.softmax(logits[i] / req.temperature, dim=-1)
-            if req.top_p < 1.0:
-                sorted_probs, order = torch.sort(probs, descending=True)
-                keep = sorted_probs.cumsum(-1) - sorted_probs < req.top_p
-                filtered = torch.zeros_like(probs)
-                filtered[order[keep]] = sorted_probs[keep]
-                probs = filtered / filtered.sum()
-            chosen[i] = int(torch.multinomial(probs, 1, generator=row.generator))
+            vocab = self._lltokenizer.vocab_size
+            bitmask = llt.allocate_token_bitmask(len(masked), vocab)
+            if self._executor is None:
+                self._executor = llguidance.LLExecutor()
+            matchers = [(rows[i].matcher, j) for j, i in enumerate(masked)]
+            llt.fill_next_token_bitmask_par(self._executor, matchers, bitmask)
+            constrained = logits[masked, :vocab]
+            llt.apply_token_bitmask_inplace(constrained, bitmask)
+            logits[masked, :vocab] = constrained
+        masks_done = time.perf_counter()
+        self.stats.constraint_s += masks_done - start
+        greedy = [i for i, r in enumerate(rows) if r.request.temperature <= 0]
+        if greedy:
+            chosen[greedy] = logits[greedy].argmax(-1)
+        sampled = [i for i, r in enumerate(rows) if r.request.temperature > 0]
+        if sampled:  # one softmax and one sort for all rows; each row draws with its seed
+            temperature = torch.tensor([rows[i].request.temperature for i in sampled])
+            probs = torch.softmax(logits[sampled] / temperature[:, None], dim=-1)
+            top_p = torch.tensor([rows[i].request.top_p for i in sampled])
+            nucleus = top_p < 1.0
+            if bool(nucleus.any()):
+                inside = probs[nucleus]
+                sorted_probs, order = torch.sort(inside, descending=True, dim=-1)
+                keep = sorted_probs.cumsum(-1) - sorted_probs < top_p[nucleus][:, None]
+                kept = torch.zeros_like(inside).scatter_(-1, order, sorted_probs * keep)
+                probs[nucleus] = kept / kept.sum(-1, keepdim=True)
+            for j, i in enumerate(sampled):
+                draw = torch.multinomial(probs[j], 1, generator=rows[i].generator)
+                chosen[i] = int(draw)
+        self.stats.sample_s += time.perf_counter() - masks_done
         return chosen
 
     def _advance(self, rows: list[_Row], chosen: torch.Tensor) -> None:
@@ -382,7 +417,7 @@ class BatchEngine:
                 self.stats.tokens_abandoned += len(row.tokens) + 1
                 continue
             token = int(chosen[i])
-            if token in self._eos:
+            if token in self._eos and not row.request.ignore_eos:
                 row.finish = "stop"
                 continue
             row.tokens.append(token)
@@ -391,14 +426,29 @@ class BatchEngine:
                 if row.matcher.is_stopped():
                     row.finish = "stop"
                     continue
-            if row.request.stop:
-                text = self.tokenizer.decode(row.tokens, skip_special_tokens=False)
-                cut = min((text.find(s) for s in row.request.stop if s in text), default=-1)
-                if cut >= 0:
-                    row.text, row.finish = text[:cut], "stop"
-                    continue
+            if row.request.stop and self._stopped(row):
+                continue
             if len(row.tokens) >= row.request.max_new_tokens:
                 row.finish = "length"
+
+    def _stopped(self, row: _Row) -> bool:
+        """Whether a stop string has appeared; then the row's text is cut before it.
+
+        Earlier steps found none, so a new one ends in the newest token and lies within
+        the last ``len(stop)`` tokens (every token is at least a character, or a byte of
+        one): only that tail is decoded every step, the whole text once it matches.
+        """
+        stops = row.request.stop
+        window = 2 * max(len(s) for s in stops) + 4
+        tail = self.tokenizer.decode(row.tokens[-window:], skip_special_tokens=False)
+        if not any(s in tail for s in stops):
+            return False
+        text = self.tokenizer.decode(row.tokens, skip_special_tokens=False)
+        cut = min((text.find(s) for s in stops if s in text), default=-1)
+        if cut < 0:  # the tail decoded apart from its context looked like a stop string
+            return False
+        row.text, row.finish = text[:cut], "stop"
+        return True
 
     def _finish(self, row: _Row, reason: str) -> None:
         if reason == "abandoned":

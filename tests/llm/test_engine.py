@@ -163,3 +163,21 @@ def test_a_cancelled_row_leaves_at_the_next_step_and_close_ends_the_thread(model
     until(lambda: eng.running == 1, "running again")
     eng.close()
     assert waiting.cancelled() and not eng._thread.is_alive()
+
+
+def test_a_stop_string_spanning_tokens_cuts_the_text_where_it_begins(model, engine) -> None:
+    from concurrent.futures import Future
+
+    from llm.embedded.engine import _Row
+
+    eng = engine(max_batch=1)
+    _, tokenizer = model
+    text = "The flight to Oslo leaves at noon. Booking confirmed: ABC123. Anything else?"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    for stop, cut in (("ing conf", "The flight to Oslo leaves at noon. Book"), ("zzz", None)):
+        row = _Row(request=request([1], 99, stop=[stop]), future=Future(), generator=None)
+        for end in range(1, len(ids) + 1):  # token by token, as decoding appends them
+            row.tokens = ids[:end]
+            if eng._stopped(row):
+                break
+        assert row.text == cut, stop
