@@ -72,7 +72,7 @@ class SlotCache:
 
     def __init__(self, slots: int, capacity: int = 512) -> None:
         self.slots = slots
-        self.capacity = capacity
+        self.capacity = self.initial_capacity = capacity
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.rows = 0
@@ -86,7 +86,7 @@ class SlotCache:
         """Copy one row's prefilled keys (batch 1) into the next slot; returns the slot."""
         length = kv[0][0].shape[2]
         if not self.keys:
-            self._allocate(kv, max(self.capacity, _pow2(length + 1)))
+            self._allocate(kv, max(self.initial_capacity, _pow2(length + 1)))
         if self.rows == 0:
             self.start = self.end = 0
         if length > self.end:
@@ -117,6 +117,10 @@ class SlotCache:
             self.first.pop()
         self.rows = len(order)
         self.start = min(self.first, default=self.end)
+        if not self.rows and self.capacity > self.initial_capacity:
+            # buffers grown for long prompts go with them (16 rows of 8,192 tokens: 6 GB)
+            self.keys, self.values = [], []
+            self.capacity = self.initial_capacity
         return order
 
     def step_mask(self) -> torch.Tensor:

@@ -145,3 +145,14 @@ def test_a_zero_bound_turns_the_cache_off() -> None:
     prompt = list(range(9))
     cache.store(prompt, blocks(prompt), cached=0)
     assert len(cache) == 0 and cache.lookup(prompt) == (0, None)
+
+
+def test_buffers_grown_for_long_prompts_are_freed_when_the_batch_empties() -> None:
+    slots = SlotCache(slots=2, capacity=8)
+    slots.add(prompt_kv(0, 40))
+    assert slots.capacity >= 41
+    slots.remove([0])
+    assert slots.capacity == 8 and not slots.keys
+    slots.add(prompt_kv(1, 3))  # and the next row gets fresh, small ones
+    assert slots.capacity == 8 and slots.keys[0].shape[2] == 8
+    assert_rows_hold(slots, [1], {1: 3}, {1: []})
