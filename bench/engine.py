@@ -3,15 +3,16 @@
 1. **Ceiling**: tokens/s of a bare greedy decoding loop of the same model, no server, no
    sampling, a static KV cache, at batch 8 and 16 — every row decoding every step, prompts
    already prefilled. Nothing that serves requests can beat it.
-2. **Load**: a synthesis-like load played against the continuous engine and against the
-   wave engine (``llm/embedded/wave.py``, the engine before continuous batching), 8 and 16
-   requests in flight. Each client sends its next request after a short pause (a tool
-   call, a sandbox run); prompts share one of three long prefixes (system prompt, tool
-   list, rubric instructions) and end in their own words; outputs are short agent turns,
-   medium user and simulator turns and long judge answers, decoded to their full length.
-   The same seeded schedule for both engines. Reported: generated tokens/s, as a fraction
-   of the ceiling at the same batch, and the continuous engine's prefix-cache hit rate.
-   Prefill is part of serving: the fraction counts it against the engine.
+2. **Load**: synthesis-like episodes played against the continuous engine and against
+   the wave engine (``llm/embedded/wave.py``, the engine before continuous batching), 8
+   and 16 episodes in flight. An episode is 2-3 agent turns (24-64 tokens each) under one
+   of three agent system prompts with a tool list, each answered by a tool result, then a
+   judge's verdict (96 or 160 tokens) on the transcript under the judge's instructions;
+   every request is sent after a pause of 0-0.3 s (a tool call, a sandbox run) and decoded
+   to its full length. The same seeded episodes for both engines. Reported: generated
+   tokens/s, as a fraction of the ceiling at the same batch (run at the load's mean
+   prompt length), and the continuous engine's prefix-cache hit rate. Prefill is part of
+   serving: the fraction counts it against the engine.
 3. **Demo**: trajectories per minute of ``configs/synth/demo.yaml`` (``python -m synth
    run``, wall time of the whole command, model load included) at ``--before`` (the last
    commit with the wave engine and the old demo) and in this tree. Skipped by ``--quick``.
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +51,18 @@ from llm.embedded.wave import WaveEngine  # noqa: E402
 
 BEFORE = "96152f7"
 """The last commit with the wave engine and the six-trajectory demo."""
-PREFIXES = [
-    "You are a meticulous judge. Score the assistant's trajectory against the rubric. "
-    "Quote the evidence, weigh each criterion, never reward an empty answer. " * 6,
+AGENT_PROMPTS = [
     "You are a travel agent with these tools: search_flights(origin, destination, date), "
     "book_flight(flight_id, passenger), cancel_booking(booking_id), get_weather(city). " * 5,
-    "You simulate a stateful calendar service. Keep the state consistent across calls, "
-    "answer only with the tool's JSON result, refuse unknown event ids. " * 6,
+    "You manage a calendar through tools: list_events(day), add_event(title, start, end), "
+    "move_event(event_id, start), delete_event(event_id). Confirm before deleting. " * 5,
+    "You are a support agent for an online shop: get_order(order_id), refund(order_id, "
+    "reason), track_parcel(tracking_id). Quote the order id in every reply. " * 5,
 ]
-OUTPUTS = [(24, 0.5), (64, 0.3), (200, 0.2)]
-"""(tokens, share): agent turns, user and simulator turns, judge answers."""
+JUDGE_PROMPT = (
+    "You are a meticulous judge. Score the assistant's trajectory against the rubric. "
+    "Quote the evidence, weigh each criterion, never reward an empty answer. " * 6
+)
 
 
 def ceiling(model: Any, batch: int, prompt_tokens: int, steps: int) -> float:
@@ -70,14 +74,14 @@ def ceiling(model: Any, batch: int, prompt_tokens: int, steps: int) -> float:
     cache = StaticCache(config=model.config, max_cache_len=prompt_tokens + steps + 1)
     ids = torch.randint(100, 10_000, (batch, prompt_tokens))
     with torch.inference_mode():
-        out = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
         token = out.logits[:, -1].argmax(-1, keepdim=True)
         start = time.perf_counter()
         for step in range(steps):
             position = torch.tensor([prompt_tokens + step])
             out = model(
                 input_ids=token,
-                past_key_values=cache,
+                cache=cache,
                 cache_position=position,
                 position_ids=position.expand(batch, 1),
                 use_cache=True,
@@ -89,52 +93,89 @@ def ceiling(model: Any, batch: int, prompt_tokens: int, steps: int) -> float:
     return batch * steps / elapsed
 
 
-def schedule(tokenizer: Any, count: int, seed: int) -> list[tuple[list[int], int, float]]:
-    """(prompt ids, output tokens, pause before sending) for ``count`` requests."""
+@dataclass
+class Episode:
+    """One synthesis-like episode: agent turns, each answered by a tool result, then a
+    judge's verdict on the transcript. Each request is sent after its pause."""
+
+    system: str
+    user: str
+    tool_results: list[str]
+    turn_tokens: list[int]
+    judge_tokens: int
+    pauses: list[float]
+
+
+WORDS = ["flight", "Oslo", "refund", "meeting", "id", "status", "ok", "2026-12-01", "seat"]
+
+
+def episodes(count: int, seed: int) -> list[Episode]:
     rng = random.Random(seed)
-    lengths, weights = zip(*OUTPUTS, strict=True)
-    plan = []
-    for i in range(count):
-        own = " ".join(
-            rng.choice(["flight", "Oslo", "refund", "meeting", "id"])
-            for _ in range(rng.randint(10, 120))
+
+    def words(low: int, high: int) -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high)))
+
+    made = []
+    for _ in range(count):
+        turns = rng.randint(2, 3)
+        made.append(
+            Episode(
+                system=rng.choice(AGENT_PROMPTS),
+                user=words(10, 60),
+                tool_results=[f'{{"result": "{words(10, 60)}"}}' for _ in range(turns)],
+                turn_tokens=[rng.choice([24, 48, 64]) for _ in range(turns)],
+                judge_tokens=rng.choice([96, 160]),
+                pauses=[rng.uniform(0.0, 0.3) for _ in range(turns + 1)],
+            )
         )
-        text = tokenizer.apply_chat_template(
-            [
-                {"role": "system", "content": rng.choice(PREFIXES)},
-                {"role": "user", "content": f"Request {i}: {own}"},
-            ],
-            add_generation_prompt=True,
-            tokenize=False,
-        )
+    return made
+
+
+def play(engine: BatchEngine, tokenizer: Any, episode: Episode, seed: int) -> tuple[int, list[int]]:
+    """Play one episode against ``engine``; the tokens it generated, its prompts' lengths."""
+    prompts: list[int] = []
+
+    def ask(messages: list[dict[str, str]], tokens: int, pause: float) -> str:
+        time.sleep(pause)
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-        plan.append((ids, rng.choices(lengths, weights)[0], rng.uniform(0.0, 0.3)))
-    return plan
+        prompts.append(len(ids))
+        request = GenerationRequest(
+            prompt_ids=ids, max_new_tokens=tokens, temperature=0.7, seed=seed, ignore_eos=True
+        )
+        return engine.submit(request).result().text
+
+    messages = [
+        {"role": "system", "content": episode.system},
+        {"role": "user", "content": episode.user},
+    ]
+    turns = zip(episode.turn_tokens, episode.tool_results, episode.pauses, strict=False)
+    for tokens, result, pause in turns:
+        reply = ask(messages, tokens, pause)
+        messages += [{"role": "assistant", "content": reply}, {"role": "user", "content": result}]
+    transcript = "\n".join(f"{m['role']}: {m['content']}" for m in messages[1:])
+    judge = [{"role": "system", "content": JUDGE_PROMPT}, {"role": "user", "content": transcript}]
+    ask(judge, episode.judge_tokens, episode.pauses[-1])
+    return sum(episode.turn_tokens) + episode.judge_tokens, prompts
 
 
 def serve_load(
-    engine: BatchEngine, plan: list[tuple[list[int], int, float]], clients: int
-) -> dict[str, float]:
-    """Play ``plan`` with ``clients`` closed-loop clients; generated tokens/s over the run."""
-    lock, queue, generated = threading.Lock(), list(reversed(plan)), [0]
+    engine: BatchEngine, tokenizer: Any, plan: list[Episode], clients: int
+) -> dict[str, Any]:
+    """Play ``plan`` with ``clients`` episodes in flight; generated tokens/s over the run."""
+    lock, queue, generated = threading.Lock(), list(enumerate(plan)), [0]
+    prompts: list[int] = []
 
     def client() -> None:
         while True:
             with lock:
                 if not queue:
                     return
-                ids, tokens, pause = queue.pop()
-            time.sleep(pause)
-            request = GenerationRequest(
-                prompt_ids=ids,
-                max_new_tokens=tokens,
-                temperature=0.7,
-                seed=len(ids),
-                ignore_eos=True,
-            )
-            result = engine.submit(request).result()
+                index, episode = queue.pop(0)
+            tokens, lengths = play(engine, tokenizer, episode, seed=index)
             with lock:
-                generated[0] += result.completion_tokens
+                generated[0] += tokens
+                prompts.extend(lengths)
 
     start = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(clients)]
@@ -143,7 +184,11 @@ def serve_load(
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - start
-    return {"tokens_per_s": generated[0] / elapsed, "seconds": elapsed}
+    return {
+        "tokens_per_s": generated[0] / elapsed,
+        "seconds": elapsed,
+        "mean_prompt": sum(prompts) // len(prompts),
+    }
 
 
 def profile(engine: BatchEngine, seconds: float) -> dict[str, float]:
@@ -220,27 +265,28 @@ def main() -> None:
     args = parser.parse_args()
     console = Console(stderr=args.json)
     model, tokenizer = load_model()
-    requests = 32 if args.quick else 96
+    per_batch = 2 if args.quick else 4
     steps = 32 if args.quick else 64
     results: dict[str, Any] = {}
     rows = []
     for batch in (8, 16):
-        plan = schedule(tokenizer, requests, seed=batch)
-        mean_prompt = sum(len(p) for p, _, _ in plan) // len(plan)
-        console.print(f"[dim]ceiling at batch {batch} ({mean_prompt}-token prompts)…[/]")
-        top = ceiling(model, batch, mean_prompt, steps)
+        plan = episodes(per_batch * batch, seed=batch)
         served: dict[str, dict[str, Any]] = {}
         for name, kind in (("continuous", BatchEngine), ("wave", WaveEngine)):
-            console.print(f"[dim]{name} engine, {batch} in flight, {requests} requests…[/]")
+            console.print(f"[dim]{name} engine, {batch} in flight, {len(plan)} episodes…[/]")
             engine = kind(model, tokenizer, max_batch=batch)
             try:
-                served[name] = serve_load(engine, plan, clients=batch)
+                served[name] = serve_load(engine, tokenizer, plan, clients=batch)
                 if name == "continuous":
                     served[name]["hit_rate"] = engine.prefix_cache.stats.hit_rate
                     served[name]["profile"] = profile(engine, served[name]["seconds"])
             finally:
                 engine.close()
+        mean_prompt = served["continuous"]["mean_prompt"]
+        console.print(f"[dim]ceiling at batch {batch} ({mean_prompt}-token prompts)…[/]")
+        top = ceiling(model, batch, mean_prompt, steps)
         results[f"ceiling_tokens_per_s_{batch}"] = round(top, 1)
+        results[f"mean_prompt_tokens_{batch}"] = mean_prompt
         results[f"served_fraction_{batch}"] = round(served["continuous"]["tokens_per_s"] / top, 3)
         results[f"wave_fraction_{batch}"] = round(served["wave"]["tokens_per_s"] / top, 3)
         results[f"speedup_vs_wave_{batch}"] = round(

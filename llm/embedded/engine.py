@@ -336,6 +336,11 @@ class BatchEngine:
             row.position += 1
         self._decide(rows, out.logits[:, -1, :])
         done = [i for i, r in enumerate(rows) if r.finish is not None]
+        for i in done:  # the next turn's prompt starts with this one's prompt and reply
+            if rows[i].finish != "abandoned":
+                kv = slots.row(i)
+                seen = (rows[i].request.prompt_ids + rows[i].tokens)[: kv[0][0].shape[2]]
+                self.prefix_cache.store(seen, kv, cached=0)
         if done:
             order = slots.remove(done)
             self._rows = [rows[i] for i in order]

@@ -12,9 +12,12 @@ each step, as much memory traffic as the model's weights at a few hundred tokens
 
 :class:`PrefixCache` keeps the keys and values of prompt prefixes in blocks of
 ``block_tokens`` tokens, each keyed by a digest of every token up to its end, so a block
-is reused only after the same whole prefix. Least recently used blocks are evicted past a
-byte bound. Keys are computed with the prefix's own positions (0, 1, ...), which any
-prompt that starts with it shares, so a hit gives what recomputing would.
+is reused only after the same whole prefix. A prompt's blocks are kept when it is
+prefilled, and its reply's when the row finishes (the next turn's prompt starts with
+both). Least recently used blocks are evicted past a byte bound. Keys are computed with
+the prefix's own positions (0, 1, ...), which any prompt that starts with it shares, so a
+hit gives what recomputing would, up to float rounding for a reply's keys (computed a
+token at a time in a batch, not in one prefill).
 """
 
 from __future__ import annotations
@@ -122,6 +125,14 @@ class SlotCache:
             self.keys, self.values = [], []
             self.capacity = self.initial_capacity
         return order
+
+    def row(self, slot: int) -> KV:
+        """One row's keys and values (views: copy before the slot is reused)."""
+        first = self.first[slot]
+        return [
+            (k[slot : slot + 1, :, first : self.end], v[slot : slot + 1, :, first : self.end])
+            for k, v in zip(self.keys, self.values, strict=True)
+        ]
 
     def step_mask(self) -> torch.Tensor:
         """The attention mask of one decoding step: row ``i`` sees ``[first[i], end]``."""
@@ -259,7 +270,8 @@ class PrefixCache:
         return length, kv
 
     def store(self, tokens: list[int], kv: KV, cached: int) -> None:
-        """Keep the whole blocks of a prefilled prompt beyond the ``cached`` tokens it reused."""
+        """Keep the whole blocks of ``tokens`` (a prompt, or a prompt and its reply) from the
+        ``cached``-th token on, those not held already."""
         if not self.max_bytes:
             return
         size = self.block_tokens

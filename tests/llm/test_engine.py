@@ -181,3 +181,26 @@ def test_a_stop_string_spanning_tokens_cuts_the_text_where_it_begins(model, engi
             if eng._stopped(row):
                 break
         assert row.text == cut, stop
+
+
+def test_the_next_turn_reuses_the_keys_of_the_last_prompt_and_its_reply(model, engine) -> None:
+    _, tokenizer = model
+    eng = engine(max_batch=1)
+    messages = [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "Plan a weekend in Oslo."},
+    ]
+    first = prompt(model, "Plan a weekend in Oslo.")
+    answer = eng.submit(request(first, 64)).result()
+    messages += [
+        {"role": "assistant", "content": answer.text},
+        {"role": "user", "content": "Cheaper?"},
+    ]
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    second = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    hits = eng.stats.prefix_hit_tokens
+    eng.submit(request(second, 2)).result()
+    reused = eng.stats.prefix_hit_tokens - hits
+    block = eng.prefix_cache.block_tokens
+    assert answer.completion_tokens > block
+    assert reused >= len(first) + answer.completion_tokens - 2 * block, "the reply was recomputed"
