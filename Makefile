@@ -66,6 +66,7 @@ bench: setup
 	$(PY) bench/critic_refine.py
 	$(PY) bench/synth.py
 	$(PY) bench/overload.py
+	$(PY) bench/engine.py
 	$(PY) bench/fidelity.py
 
 clean:
