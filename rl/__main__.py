@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,6 +25,8 @@ app = typer.Typer(
     add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode="markdown"
 )
 console = Console(stderr=True)
+T = TypeVar("T")
+C = TypeVar("C")
 
 
 def _logging(verbose: bool) -> None:
@@ -41,10 +44,29 @@ def _config(path: Path, overrides: list[str] | None) -> TrainConfig:
     """The run's config, its named files and presets checked, before anything starts."""
     from rl.config import load_config
 
+    return _load(load_config, path, overrides)
+
+
+def _load(loader: Callable[..., C], path: Path, overrides: list[str] | None) -> C:
+    """A config loaded with its named files checked; a bad one is one line and exit 2."""
     try:
-        return load_config(path, overrides or [], check_files=True)
+        return loader(path, overrides or [], check_files=True)
     except ConfigError as exc:
         _fail(str(exc))
+
+
+def _until_stopped(
+    work: Callable[[], T], kept: str, errors: tuple[type[Exception], ...] = (ConfigError,)
+) -> T:
+    """``work()``; one of ``errors`` (bad input found once work began) is one line and
+    exit 2, Ctrl-C or SIGTERM one line saying what is ``kept`` and exit 130/143."""
+    with stop_on_signals() as stop:
+        try:
+            return work()
+        except errors as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _stopped(stop, kept)
 
 
 def _fail(message: str) -> NoReturn:
@@ -60,21 +82,29 @@ def _stopped(stop: Stop, kept: str) -> NoReturn:
 
 
 PROGRESS_HELP = "Seconds between progress lines when output is not a terminal (CI, a log file)."
+OVERRIDES = typer.Option(None, "--set", help="Override a field: a.b=value.")
+RESUME = typer.Option(
+    None,
+    "--resume",
+    help="'latest' (the newest complete checkpoint in output_dir) or a checkpoint path.",
+)
+VERBOSE = typer.Option(False, "--verbose", "-v")
+PROGRESS_EVERY = typer.Option(DEFAULT_EVERY_S, envvar=EVERY_ENV, min=0.01, help=PROGRESS_HELP)
+KEPT_CHECKPOINTS = "complete checkpoints are kept; continue with --resume latest"
+
+
+def _resuming(resume: str | None) -> bool | str:
+    """``--resume`` as the trainers take it: True for 'latest', a path, or False."""
+    return True if resume == "latest" else (resume or False)
 
 
 @app.command()
 def train(
     config: Path = typer.Argument(..., help="GRPO run config (YAML)."),
-    overrides: list[str] = typer.Option(None, "--set", help="Override a field: a.b=value."),
-    resume: str = typer.Option(
-        None,
-        "--resume",
-        help="'latest' (the newest complete checkpoint in output_dir) or a checkpoint path.",
-    ),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
-    progress_every: float = typer.Option(
-        DEFAULT_EVERY_S, envvar=EVERY_ENV, min=0.01, help=PROGRESS_HELP
-    ),
+    overrides: list[str] = OVERRIDES,
+    resume: str = RESUME,
+    verbose: bool = VERBOSE,
+    progress_every: float = PROGRESS_EVERY,
 ) -> None:
     """Train a policy with GRPO on the configured gym mixture.
 
@@ -85,30 +115,21 @@ def train(
     from rl.gyms import GymError
     from rl.trainer import train as run
 
-    with stop_on_signals() as stop:
-        try:
-            resuming = True if resume == "latest" else (resume or False)
-            result = run(cfg, resume=resuming, progress_every_s=progress_every)
-        except GymError as exc:  # a row of a gym's data file, read once training is set up
-            _fail(str(exc))
-        except KeyboardInterrupt:
-            _stopped(stop, "complete checkpoints are kept; continue with --resume latest")
+    result = _until_stopped(  # GymError: a row of a gym's data file, read once set up
+        lambda: run(cfg, resume=_resuming(resume), progress_every_s=progress_every),
+        KEPT_CHECKPOINTS,
+        errors=(GymError,),
+    )
     console.print_json(json.dumps(result))
 
 
 @app.command()
 def sft(
     config: Path = typer.Argument(..., help="SFT run config (YAML)."),
-    overrides: list[str] = typer.Option(None, "--set", help="Override a field: a.b=value."),
-    resume: str = typer.Option(
-        None,
-        "--resume",
-        help="'latest' (the newest complete checkpoint in output_dir) or a checkpoint path.",
-    ),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
-    progress_every: float = typer.Option(
-        DEFAULT_EVERY_S, envvar=EVERY_ENV, min=0.01, help=PROGRESS_HELP
-    ),
+    overrides: list[str] = OVERRIDES,
+    resume: str = RESUME,
+    verbose: bool = VERBOSE,
+    progress_every: float = PROGRESS_EVERY,
 ) -> None:
     """Fine-tune on conversations (synthesis runs, JSONL or parquet of messages), loss on
     the assistant's tokens only; the model lands in ``output_dir/final``, ready to serve.
@@ -119,20 +140,13 @@ def sft(
     _logging(verbose)
     from rl.sft_config import load_sft_config
 
-    try:
-        cfg = load_sft_config(config, overrides or [], check_files=True)
-    except ConfigError as exc:
-        _fail(str(exc))
+    cfg = _load(load_sft_config, config, overrides)
     from rl.sft import train as run
 
-    with stop_on_signals() as stop:
-        try:
-            resuming = True if resume == "latest" else (resume or False)
-            result = run(cfg, resume=resuming, progress_every_s=progress_every)
-        except ConfigError as exc:  # the data, the model or the checkpoint to resume
-            _fail(str(exc))
-        except KeyboardInterrupt:
-            _stopped(stop, "complete checkpoints are kept; continue with --resume latest")
+    result = _until_stopped(  # ConfigError: the data, the model or the checkpoint to resume
+        lambda: run(cfg, resume=_resuming(resume), progress_every_s=progress_every),
+        KEPT_CHECKPOINTS,
+    )
     print(json.dumps(result))
 
 
@@ -151,11 +165,9 @@ def evaluate(
     only: str = typer.Option(
         "all", "--only", help="'gyms', 'agentic' (the agentic_eval block) or 'all'."
     ),
-    overrides: list[str] = typer.Option(None, "--set", help="Override a field: a.b=value."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
-    progress_every: float = typer.Option(
-        DEFAULT_EVERY_S, envvar=EVERY_ENV, min=0.01, help=PROGRESS_HELP
-    ),
+    overrides: list[str] = OVERRIDES,
+    verbose: bool = VERBOSE,
+    progress_every: float = PROGRESS_EVERY,
 ) -> None:
     """pass@k per gym on held-out tasks and, with an ``agentic_eval`` block, pass@k and
     pass^k on held-out agentic tasks played with the simulated user: tables, a PNG of
@@ -199,13 +211,11 @@ def _gyms(
     from rl.evaluate import evaluate as run
     from rl.gyms import GymError
 
-    with stop_on_signals() as stop:
-        try:
-            results = run(cfg, checkpoint, ks, samples, progress_every_s=every)
-        except GymError as exc:
-            _fail(str(exc))
-        except KeyboardInterrupt:
-            _stopped(stop, "nothing was written")
+    results = _until_stopped(
+        lambda: run(cfg, checkpoint, ks, samples, progress_every_s=every),
+        "nothing was written",
+        errors=(GymError,),
+    )
     table = Table(title=f"pass@k on held-out tasks: {checkpoint}")
     for column in ["gym", "tasks", "samples", *(f"pass@{x}" for x in ks), "mean score"]:
         table.add_column(column, justify="left" if column == "gym" else "right")
@@ -244,17 +254,11 @@ def _agentic(
     from rl.agentic_eval import table as agentic_table
 
     assert cfg.agentic_eval is not None  # _agentic_trials said so
-    with stop_on_signals() as stop:
-        try:
-            report = evaluate_agentic(
-                cfg.agentic_eval, checkpoint, trials, progress_every_s=progress_every
-            )
-        except ConfigError as exc:
-            _fail(str(exc))
-        except KeyboardInterrupt:
-            _stopped(
-                stop, f"finished agentic trials are kept in {trials}; the same command resumes"
-            )
+    agentic_eval = cfg.agentic_eval
+    report = _until_stopped(
+        lambda: evaluate_agentic(agentic_eval, checkpoint, trials, progress_every_s=progress_every),
+        f"finished agentic trials are kept in {trials}; the same command resumes",
+    )
     console.print(agentic_table(report))
     report["png"] = str(plot(report, png or trials / "pass_hat_k.png"))
     console.print(f"pass^k plot: {report['png']}", markup=False, highlight=False)
@@ -268,11 +272,9 @@ def _beside(output: Path | None) -> Path | None:
 @app.command()
 def sample(
     config: Path = typer.Argument(..., help="Rejection-sampling config (YAML)."),
-    overrides: list[str] = typer.Option(None, "--set", help="Override a field: a.b=value."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
-    progress_every: float = typer.Option(
-        DEFAULT_EVERY_S, envvar=EVERY_ENV, min=0.01, help=PROGRESS_HELP
-    ),
+    overrides: list[str] = OVERRIDES,
+    verbose: bool = VERBOSE,
+    progress_every: float = PROGRESS_EVERY,
 ) -> None:
     """Rejection sampling: the policy plays each verifiable task k times and the trials
     that pass become an SFT dataset (``output_dir/data/accepted``) with its manifest;
@@ -283,19 +285,13 @@ def sample(
     _logging(verbose)
     from rl.sample_config import load_sample_config
 
-    try:
-        cfg = load_sample_config(config, overrides or [], check_files=True)
-    except ConfigError as exc:
-        _fail(str(exc))
+    cfg = _load(load_sample_config, config, overrides)
     from rl.rejection import sample as run
 
-    with stop_on_signals() as stop:
-        try:
-            manifest = run(cfg, progress_every_s=progress_every)
-        except ConfigError as exc:
-            _fail(str(exc))
-        except KeyboardInterrupt:
-            _stopped(stop, "finished trials are kept; the same command resumes")
+    manifest = _until_stopped(
+        lambda: run(cfg, progress_every_s=progress_every),
+        "finished trials are kept; the same command resumes",
+    )
     table = Table(title=f"rejection sampling: {cfg.output_dir} ({cfg.samples} per task)")
     for column in ("group", "tasks", "trials", "passed", "pass rate"):
         table.add_column(column, justify="left" if column == "group" else "right")
@@ -315,9 +311,9 @@ def sample(
 @app.command()
 def recipe(
     config: Path = typer.Argument(..., help="Recipe config (YAML): one config per stage."),
-    overrides: list[str] = typer.Option(None, "--set", help="Override a field: a.b=value."),
+    overrides: list[str] = OVERRIDES,
     fresh: bool = typer.Option(False, "--fresh", help="Remove the run directory first."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = VERBOSE,
 ) -> None:
     """K2's recipe in one run: synthesis → SFT → rejection-sampling rounds → GRPO, with
     the agentic evaluation after every stage; a final table and plot of every metric.
@@ -329,10 +325,7 @@ def recipe(
     from rl.recipe import Recipe, StageFailed, remove_run
     from rl.recipe_config import load_recipe
 
-    try:
-        cfg = load_recipe(config, overrides or [], check_files=True)
-    except ConfigError as exc:
-        _fail(str(exc))
+    cfg = _load(load_recipe, config, overrides)
     if fresh:
         remove_run(cfg.run_dir)
     with stop_on_signals() as stop:
