@@ -97,10 +97,6 @@ class EngineStats:
     """Decoding steps (one forward pass of every running row)."""
     peak_rows: int = 0
     """The most rows decoded together in one step."""
-    prompt_tokens: int = 0
-    """Prompt tokens of the rows served."""
-    prefix_hit_tokens: int = 0
-    """Prompt tokens whose keys came from the prefix cache instead of a forward pass."""
     prefill_s: float = 0.0
     """Seconds spent computing joining rows' prompts (their first token included)."""
     step_s: float = 0.0
@@ -286,8 +282,6 @@ class BatchEngine:
         and give it a slot unless that token already ended it."""
         prompt = row.request.prompt_ids
         cached, prefix = self.prefix_cache.lookup(prompt)
-        self.stats.prompt_tokens += len(prompt)
-        self.stats.prefix_hit_tokens += cached
         past = DynamicCache(ddp_cache_data=prefix) if prefix is not None else DynamicCache()
         start = time.perf_counter()
         # thread counts are this thread's own settings: the process keeps its own

@@ -280,6 +280,8 @@ class EmbeddedServer(LoopbackServer):
             stats["prefix_cache"] = {
                 "bytes": engine.prefix_cache.bytes,
                 "blocks": len(engine.prefix_cache),
+                "prompt_tokens": engine.prefix_cache.stats.prompt_tokens,
+                "hit_tokens": engine.prefix_cache.stats.hit_tokens,
                 "hit_rate": round(engine.prefix_cache.stats.hit_rate, 4),
                 "evicted_blocks": engine.prefix_cache.stats.evicted_blocks,
             }

@@ -104,14 +104,14 @@ def test_a_prefix_cache_hit_gives_the_tokens_a_miss_gives(model, engine) -> None
     cold = engine(max_batch=2, prefix_cache_mb=0)
     first, second = (prompt(model, q) for q in ("Where is Paris?", "Where is Oslo?"))
     cached.submit(request(first, 4)).result()
-    hits = cached.stats.prefix_hit_tokens
+    hits = cached.prefix_cache.stats.hit_tokens
     warm = cached.submit(request(second, 30)).result().text
     shared = next(i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)
-    reused = cached.stats.prefix_hit_tokens - hits
+    reused = cached.prefix_cache.stats.hit_tokens - hits
     assert 0 < reused <= shared, "the shared system prompt was recomputed"
     assert reused > shared - cached.prefix_cache.block_tokens
     assert warm == cold.submit(request(second, 30)).result().text
-    assert cold.stats.prefix_hit_tokens == 0
+    assert cold.prefix_cache.stats.hit_tokens == 0
 
 
 def test_prefix_cache_eviction_under_a_small_bound_keeps_answers_exact(model, engine) -> None:
@@ -125,7 +125,7 @@ def test_prefix_cache_eviction_under_a_small_bound_keeps_answers_exact(model, en
             assert answer == cold.submit(request(ids, 8)).result().text
     assert eng.prefix_cache.bytes <= eng.prefix_cache.max_bytes
     assert eng.prefix_cache.stats.evicted_blocks > 0
-    assert eng.stats.prefix_hit_tokens > 0
+    assert eng.prefix_cache.stats.hit_tokens > 0
 
 
 def test_per_row_settings_survive_continuous_batching(model, engine) -> None:
@@ -198,9 +198,9 @@ def test_the_next_turn_reuses_the_keys_of_the_last_prompt_and_its_reply(model, e
     ]
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     second = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    hits = eng.stats.prefix_hit_tokens
+    hits = eng.prefix_cache.stats.hit_tokens
     eng.submit(request(second, 2)).result()
-    reused = eng.stats.prefix_hit_tokens - hits
+    reused = eng.prefix_cache.stats.hit_tokens - hits
     block = eng.prefix_cache.block_tokens
     assert answer.completion_tokens > block
     assert reused >= len(first) + answer.completion_tokens - 2 * block, "the reply was recomputed"
