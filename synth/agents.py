@@ -17,7 +17,7 @@ import logging
 import random
 from dataclasses import dataclass
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from llm import ChatClient, LLMError, Message
 from rubrics.degenerate import REASONS, degeneracy
@@ -31,8 +31,11 @@ KINDS: tuple[EnvironmentKind, ...] = ("simulated", "executable", "mcp", "docker"
 
 
 class AgentDraft(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # no keys past these two to write
     name: str = Field(min_length=1, max_length=60)
-    system_prompt: str = Field(min_length=20, max_length=2000)
+    # the prompt asks for under 120 words; the bound lets a decoder close the string
+    # within the 400-token answer instead of running out of tokens mid-sentence
+    system_prompt: str = Field(min_length=20, max_length=1000)
 
 
 @dataclass(frozen=True)

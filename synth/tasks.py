@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from llm import ChatClient, Message
 from rubrics import Criterion, Rubric
@@ -37,15 +37,29 @@ class DegenerateTask(ValueError):
     """The generator answered a task whose text is degenerate; it is not used."""
 
 
+Short = Annotated[str, StringConstraints(max_length=160)]
+"""A fact, a criterion or a state value: bounded, so that constrained decoding closes the
+string (a small model otherwise keeps writing one until its token budget runs out)."""
+Name = Annotated[str, StringConstraints(max_length=64)]
+Scalar = Short | int | float | bool | None
+Record = Annotated[dict[str, Scalar], Field(max_length=8)]
+StateValue = Scalar | Record | Annotated[list[Scalar | Record], Field(max_length=8)]
+"""A value of a generated initial state: a scalar, a flat record, or a short list of them
+(records keyed by type, as the prompt asks); deeper nesting is the tool simulator's to add."""
+
+
 class GeneratedTask(BaseModel):
-    """What the generator model answers for one task."""
+    """What the generator model answers for one task. Every string, list and mapping is
+    bounded but the keys (llguidance does not implement ``propertyNames``): the schema is
+    the grammar the generator decodes under, and an unbounded one let a small model spend
+    its whole token budget on one value."""
 
     model_config = ConfigDict(extra="forbid")
-    user_goal: str = Field(min_length=5, max_length=600)
-    hidden_info: dict[str, str] = Field(default_factory=dict)
-    success_criteria: list[str] = Field(min_length=1, max_length=4)
-    expected_tools: list[str] = Field(default_factory=list, max_length=6)
-    initial_state: dict[str, Any] = Field(default_factory=dict)
+    user_goal: str = Field(min_length=5, max_length=400)
+    hidden_info: dict[str, Short] = Field(default_factory=dict, max_length=4)
+    success_criteria: list[Short] = Field(min_length=1, max_length=4)
+    expected_tools: list[Name] = Field(default_factory=list, max_length=6)
+    initial_state: dict[str, StateValue] = Field(default_factory=dict, max_length=6)
 
 
 def task_rubric(task_id: str, draft: TaskDraft) -> Rubric:
