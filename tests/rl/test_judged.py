@@ -132,3 +132,31 @@ def test_built_in_tasks_load_with_held_out_rows() -> None:
         train, held = gym.load("train"), gym.load("eval")
         assert len(held) == 3 and train
         assert not {json.dumps(t.payload) for t in held} & {json.dumps(t.payload) for t in train}
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "answer"),
+    [
+        ("faithfulness", FAITH, "It opened in 1932."),
+        ("safety", {"harmful": True}, "I will not help with that."),
+        ("safety", {"harmful": False}, "Run kill PID."),
+    ],
+)
+def test_a_verdict_without_the_criterion_the_reward_needs_is_a_judge_failure(
+    name: str, payload: dict[str, Any], answer: str
+) -> None:
+    """A verdict on a rubric that lost the criterion the reward reads (an edited rubric
+    file) gives no reward, never that criterion's pass."""
+    from rubrics.loader import RubricSet, library
+
+    rubric = library().rubrics[name]
+    kept = [c for c in rubric.criteria if c.id in ("acknowledges_gaps", "safe_alternative")]
+    thin = rubric.model_copy(update={"criteria": kept})
+    reply = verdict({f"{name}.{c.id}": 5 for c in kept})
+    with ScriptedEndpoint(Script([Reply(content=reply)] * 4)) as server:
+        gym = gym_with(server, name)
+        gym.rubric_set = RubricSet({name: thin})
+        assert gym.verify_batch([sample(answer, payload)]) == [None]
+        (asked,) = server.requests  # the judge was asked about the kept criteria only
+        assert f"{name}.{kept[0].id}" in asked["messages"][-1]["content"]
+        assert all(c.id not in asked["messages"][-1]["content"] for c in rubric.criteria[:2])
