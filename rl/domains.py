@@ -86,7 +86,7 @@ class TaskRow(BaseModel):
     initial_state: dict[str, Any] = Field(default_factory=dict)
     """Written to the episode's directory as ``initial_state.json`` for the server."""
     expected_state: dict[str, Any] | None = None
-    """Keys that must hold in the server's final state (see ``sandboxes.state_matches``)."""
+    """Keys that must hold in the server's final state (see ``sandboxes.state_differences``)."""
     golden_actions: list[GoldenAction] = Field(default_factory=list)
     """The reference tool calls; without ``expected_state`` the state they leave on a
     fresh episode is the expected one."""

@@ -4,7 +4,7 @@ One instance per episode, built from the task's ``initial_state``. Parameter sch
 from the methods' type hints (through pydantic), descriptions from their docstrings
 (first paragraph; ``name: text`` lines under ``Args:`` describe parameters). A method that
 raises :class:`~sandboxes.base.ToolFailure` (or anything else) answers the agent with an
-error message; the episode goes on. :func:`state_matches` compares a final state with an
+error message; the episode goes on. :func:`state_differences` compares a final state with an
 expected one, for verifiable rewards.
 """
 
@@ -114,7 +114,7 @@ class ExecutableEnvironment(Environment):
         return self.instance.snapshot() if self.instance is not None else {}
 
 
-def state_matches(actual: Any, expected: Any, path: str = "") -> list[str]:
+def state_differences(actual: Any, expected: Any, path: str = "") -> list[str]:
     """Where ``actual`` departs from ``expected`` (keys absent from ``expected`` are ignored)."""
     if isinstance(expected, dict):
         if not isinstance(actual, dict):
@@ -124,7 +124,7 @@ def state_matches(actual: Any, expected: Any, path: str = "") -> list[str]:
             if key not in actual:
                 problems.append(f"{path}/{key}: missing")
             else:
-                problems += state_matches(actual[key], value, f"{path}/{key}")
+                problems += state_differences(actual[key], value, f"{path}/{key}")
         return problems
     if isinstance(expected, float) or isinstance(actual, float):
         ok = isinstance(actual, int | float) and abs(float(actual) - float(expected)) < 1e-6

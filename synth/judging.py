@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 from functools import cache
+from typing import Any
 
 from llm import ChatClient
-from rubrics import JudgeError, Rubric, RubricSet, judge, library
+from rubrics import JudgeError, RubricSet, judge, library
 from sandboxes.code import extract_code, run_python_tests
 from sandboxes.docker import DockerSandbox
-from sandboxes.executable import state_matches
+from sandboxes.executable import state_differences
+from synth.config import JudgeConfig
 from synth.filters import screen
 from synth.schema import Record, TaskSpec, Trajectory
 
@@ -54,16 +56,26 @@ async def decide(
     task: TaskSpec,
     trajectory: Trajectory,
     client: ChatClient,
+    settings: JudgeConfig | None = None,
     *,
-    rubrics: list[str],
-    own_rubrics: tuple[Rubric, ...] = (),
-    threshold: float | None = None,
-    samples: int = 1,
-    max_tokens: int = 1024,
-    reasoning_chars: int = 1200,
     box: DockerSandbox | None = None,
 ) -> Record:
-    """Accept or reject ``trajectory``; see the module docstring for who decides."""
+    """Accept or reject ``trajectory``; see the module docstring for who decides.
+    ``settings`` is the ``judge`` block of the synthesis config (its defaults when unset)."""
+    ruled = _failed(task, trajectory)
+    if ruled is not None:
+        return ruled
+    if task.checks.expected_state is not None:
+        return _by_state(task, trajectory, task.checks.expected_state)
+    if task.checks.tests is not None:
+        if box is None:
+            raise ValueError("a task with tests needs a Docker sandbox")
+        return await _by_tests(task, trajectory, box)
+    return await _by_judge(task, trajectory, client, settings or JudgeConfig())
+
+
+def _failed(task: TaskSpec, trajectory: Trajectory) -> Record | None:
+    """The rejection of a roll-out that ended in an error or of degenerate text, by rule."""
     if trajectory.stop_reason.startswith("error"):
         return _record(
             task,
@@ -73,52 +85,63 @@ async def decide(
             detail=trajectory.stop_reason,
         )
     degenerate = screen(trajectory, task.prompt())
-    if degenerate is not None:
-        return _record(
-            task,
-            trajectory,
-            outcome="rejected",
-            reason=degenerate.reason,
-            detail=degenerate.detail[:500],
-        )
+    if degenerate is None:
+        return None
+    return _record(
+        task,
+        trajectory,
+        outcome="rejected",
+        reason=degenerate.reason,
+        detail=degenerate.detail[:500],
+    )
+
+
+def _by_state(task: TaskSpec, trajectory: Trajectory, expected: dict[str, Any]) -> Record:
+    """Decided by the final state alone."""
+    problems = state_differences(trajectory.final_state, expected)
+    return _record(
+        task,
+        trajectory,
+        outcome="rejected" if problems else "accepted",
+        reason="state_mismatch" if problems else "",
+        detail="; ".join(problems)[:500],
+        verified=not problems,
+    )
+
+
+async def _by_tests(task: TaskSpec, trajectory: Trajectory, box: DockerSandbox) -> Record:
+    """Decided by the task's unit tests, run on the agent's final code in the sandbox."""
     checks = task.checks
-    if checks.expected_state is not None:
-        problems = state_matches(trajectory.final_state, checks.expected_state)
-        return _record(
-            task,
-            trajectory,
-            outcome="rejected" if problems else "accepted",
-            reason="state_mismatch" if problems else "",
-            detail="; ".join(problems)[:500],
-            verified=not problems,
-        )
-    if checks.tests is not None:
-        if box is None:
-            raise ValueError("a task with tests needs a Docker sandbox")
-        run = await asyncio.to_thread(
-            run_python_tests, box, final_code(trajectory), checks.tests, checks.entry_point
-        )
-        return _record(
-            task,
-            trajectory,
-            outcome="accepted" if run.ok else "rejected",
-            reason="" if run.ok else "tests_failed",
-            detail=run.stderr[-500:],
-            verified=run.ok,
-        )
-    extra = {r.id: r for r in own_rubrics}
+    run = await asyncio.to_thread(
+        run_python_tests, box, final_code(trajectory), checks.tests or "", checks.entry_point
+    )
+    return _record(
+        task,
+        trajectory,
+        outcome="accepted" if run.ok else "rejected",
+        reason="" if run.ok else "tests_failed",
+        detail=run.stderr[-500:],
+        verified=run.ok,
+    )
+
+
+async def _by_judge(
+    task: TaskSpec, trajectory: Trajectory, client: ChatClient, settings: JudgeConfig
+) -> Record:
+    """Decided by the rubrics judge: the task's own rubric and the configured ones."""
+    extra = {r.id: r for r in settings.own_rubrics()}
     rubric_set = RubricSet({**_library().rubrics, **extra, task.rubric.id: task.rubric})
     try:
         verdict = await judge(
             task.prompt(),
             trajectory.messages,
-            [task.rubric.id, *rubrics],
+            [task.rubric.id, *settings.rubrics],
             client,
             rubric_set=rubric_set,
-            threshold=threshold,
-            samples=samples,
-            max_tokens=max_tokens,
-            reasoning_chars=reasoning_chars,
+            threshold=settings.threshold,
+            samples=settings.samples,
+            max_tokens=settings.max_tokens,
+            reasoning_chars=settings.reasoning_chars,
             require_addressed=True,
         )
     except JudgeError as exc:

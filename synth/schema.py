@@ -75,7 +75,7 @@ class Checks(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     expected_state: dict[str, Any] | None = None
-    """Keys that must hold in the environment's final state (``sandboxes.state_matches``)."""
+    """Keys that must hold in the environment's final state (``sandboxes.state_differences``)."""
     tests: str | None = None
     """Python tests (asserts or a ``check(candidate)`` function) for a code answer."""
     entry_point: str | None = None

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llm import ChatClient, Endpoint, LLMError, Message
-from rubrics import Rubric
 from sandboxes.base import Environment
 from sandboxes.executable import ExecutableEnvironment
 from sandboxes.mcp_env import MCPEnvironment, MCPServerConfig
@@ -38,13 +37,8 @@ class WorkerSettings:
     seed: int = 0
     limits: Limits = field(default_factory=Limits)
     failure_rates: dict[str, float] = field(default_factory=dict)
-    judge_rubrics: tuple[str, ...] = ("trajectory",)
-    judge_own_rubrics: tuple[Rubric, ...] = ()
-    """The user's rubrics (``judge.rubric_files``), loaded by the driver."""
-    judge_threshold: float | None = None
-    judge_samples: int = 1
-    judge_max_tokens: int = 1024
-    judge_reasoning_chars: int = 1200
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    """The ``judge`` block, with the user's rubrics (``rubric_files``) read by the driver."""
     tasks_per_agent: int = 3
     difficulties: tuple[Difficulty, ...] = ("single", "multi_step", "clarify")
     sandbox_pool: int = 2
@@ -63,12 +57,7 @@ def settings_from(rollout: RolloutConfig, judge: JudgeConfig, **more: Any) -> Wo
             rollout.max_turns, rollout.max_tool_calls, rollout.max_tokens, rollout.first_tool_choice
         ),
         failure_rates=dict(rollout.failure_rates),
-        judge_rubrics=tuple(judge.rubrics),
-        judge_own_rubrics=judge.own_rubrics(),
-        judge_threshold=judge.threshold,
-        judge_samples=judge.samples,
-        judge_max_tokens=judge.max_tokens,
-        judge_reasoning_chars=judge.reasoning_chars,
+        judge=judge,
         **more,
     )
 
@@ -138,12 +127,7 @@ class Worker:
             task,
             trajectory,
             self.clients["judge"],
-            rubrics=list(self.settings.judge_rubrics),
-            own_rubrics=self.settings.judge_own_rubrics,
-            threshold=self.settings.judge_threshold,
-            samples=self.settings.judge_samples,
-            max_tokens=self.settings.judge_max_tokens,
-            reasoning_chars=self.settings.judge_reasoning_chars,
+            self.settings.judge,
             box=self.sandbox() if task.checks.tests is not None else None,
         )
         return record.model_copy(update={"usage": self.usage_delta()})

@@ -18,7 +18,7 @@ Rewards, read from the environment after the roll-out: ``None`` when the environ
 itself failed (``env.failure``: the simulator, the user model, the MCP server or the
 sandbox), never a 0 the policy did not earn. Else, with an expected final state that the
 initial state does not already meet: 1 when the final state matches it
-(``sandboxes.executable.state_matches``), else 0. Else, for a docker task with tests: 1
+(``sandboxes.executable.state_differences``), else 0. Else, for a docker task with tests: 1
 when the final code passes them in the sandbox (``sandboxes.code.run_python_tests`` on
 ``synth.judging.final_code``), else 0; ``None`` when the sandbox fails. Else the rubrics
 judge scores the whole trajectory (prompt, user turns, tool calls and results, final
@@ -59,7 +59,7 @@ from rl.gyms.base import (
     register,
     split_items,
 )
-from sandboxes.executable import state_matches
+from sandboxes.executable import state_differences
 from sandboxes.mcp_env import MCPServerConfig
 from sandboxes.toolsets import TOOLSETS
 from synth.config import McpServer
@@ -171,8 +171,10 @@ class ToolUseGym(Gym):
             task = sample.payload.get("task") or {}
             checks = task.get("checks") or {}
             expected = checks.get("expected_state")
-            if expected is not None and state_matches(task.get("initial_state") or {}, expected):
-                scores[index] = 0.0 if state_matches(env.state, expected) else 1.0
+            if expected is not None and state_differences(
+                task.get("initial_state") or {}, expected
+            ):
+                scores[index] = 0.0 if state_differences(env.state, expected) else 1.0
             elif checks.get("tests") and task.get("environment") == "docker":
                 tested.append(index)
             else:  # no check, or an expected state that doing nothing already meets

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from llm import FunctionCall, ToolCall
-from sandboxes.executable import ExecutableEnvironment, state_matches
+from sandboxes.executable import ExecutableEnvironment, state_differences
 from sandboxes.toolsets import BankLedger, Calendar, FileSystem
 
 
@@ -38,8 +38,8 @@ async def test_a_transfer_changes_state_and_is_recorded_with_its_diff() -> None:
     record = env.records[-1]
     assert record.error is None and record.state_diff["/accounts/savings/balance"] == [500.0, 450.0]
     expected = {"accounts": {"checking": {"balance": 150.0}, "savings": {"balance": 450.0}}}
-    assert state_matches(state, expected) == []
-    assert state_matches(state, {"accounts": {"checking": {"balance": 100.0}}}) == [
+    assert state_differences(state, expected) == []
+    assert state_differences(state, {"accounts": {"checking": {"balance": 100.0}}}) == [
         "/accounts/checking/balance: expected 100.0, got 150.0"
     ]
 

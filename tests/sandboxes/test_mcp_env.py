@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from llm import FunctionCall, ToolCall
 from sandboxes.base import SandboxError
-from sandboxes.executable import state_matches
+from sandboxes.executable import state_differences
 from sandboxes.mcp_env import MCPEnvironment, MCPServerConfig, list_server_tools
 from tool_registry.importers.mcp_server import MCPImportError
 
@@ -211,8 +211,8 @@ async def test_the_server_state_feeds_the_snapshot_and_final_state_checks(
         await env.close()
     assert final == {"notes": ["seed", "new"]}
     assert env.records[0].state_diff == {"/notes": [["seed"], ["seed", "new"]]}
-    assert state_matches(final, {"notes": ["seed", "new"]}) == []
-    assert state_matches(final, {"notes": ["seed"]}) != []
+    assert state_differences(final, {"notes": ["seed", "new"]}) == []
+    assert state_differences(final, {"notes": ["seed"]}) != []
 
 
 async def test_without_a_state_tool_the_snapshot_names_the_server_and_counts_calls() -> None:

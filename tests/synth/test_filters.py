@@ -67,7 +67,7 @@ def played(*replies: str | None, length_stops: tuple[int, ...] = ()) -> Trajecto
 async def decided(trajectory: Trajectory, world: Any) -> Any:
     with ScriptedEndpoint(world) as server:
         async with ChatClient(server.endpoint(max_retries=0)) as client:
-            return await decide(task(), trajectory, client, rubrics=["trajectory"])
+            return await decide(task(), trajectory, client)
 
 
 DEGENERATE_CASES = {

@@ -104,7 +104,7 @@ async def test_the_judge_uses_the_users_own_rubric_files(tmp_path: Path, scripte
     judge = {"rubrics": ["trajectory", "refund"], "rubric_files": [str(tmp_path / "refund.yaml")]}
     config = small_config(tmp_path, judge=judge)
     worker_settings = replace(settings(config), tasks_per_agent=1)
-    assert [r.id for r in worker_settings.judge_own_rubrics] == ["refund"]
+    assert [r.id for r in worker_settings.judge.own_rubrics()] == ["refund"]
     record = await _one_record(tmp_path, scripted, "simulated", worker_settings)
     assert record.outcome == "accepted"
     judged = [r for r in scripted.requests if "Quotes the 30-day refund window" in json.dumps(r)]
