@@ -355,7 +355,7 @@ def main() -> None:
             )
         console.print(demo_table)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(results))
 
 
 if __name__ == "__main__":

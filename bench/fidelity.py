@@ -101,7 +101,7 @@ def main() -> None:
         for result in results.values():
             flat.update({k: v for k, v in result.items() if k in TARGETS or k == "error"})
         flat["parts"] = results
-        print(json.dumps(flat, indent=2, default=str))
+        print(json.dumps(flat, default=str))
     if any("error" in r for r in results.values()):
         sys.exit(1)
 

@@ -272,7 +272,7 @@ def main() -> None:
         "distilabel_ratio_even_latency": results[4]["whole_rps"] / peer["whole_rps"],
     }
     if args.json:
-        print(json.dumps(figures, indent=2))
+        print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
-"""The dependency rule of ARCHITECTURE.md, enforced with import-linter."""
+"""The dependency rule of ARCHITECTURE.md, enforced with import-linter; the benchmarks'
+output contract (one JSON line)."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("llm", "tool_registry", "sandboxes", "rubrics", "synth", "rl")
@@ -42,3 +46,32 @@ def test_a_forbidden_import_is_caught(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "llm.leak -> synth" in result.stdout
     assert "rl.leak -> synth.pipeline" in result.stdout
+
+
+def json_prints(source: str) -> list[ast.Call]:
+    """The ``print(json.dumps(...))`` calls in ``source``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
+            inner = node.args[0] if node.args else None
+            if isinstance(inner, ast.Call) and ast.unparse(inner.func) == "json.dumps":
+                found.append(inner)
+    return found
+
+
+@pytest.mark.parametrize("bench", sorted(p.name for p in (ROOT / "bench").glob("*.py")))
+def test_a_benchmark_prints_its_figures_as_one_json_line(bench: str) -> None:
+    """`bench/*.py --json` ends with one JSON object on one line (what a script reads with
+    `tail -1`): a benchmark with figures prints them with json.dumps and no indent."""
+    source = (ROOT / "bench" / bench).read_text()
+    assert '"--json"' in source, f"bench/{bench} takes no --json"
+    calls = json_prints(source)
+    assert calls, f"bench/{bench} takes --json but prints no json.dumps"
+    assert not [c for c in calls if any(k.arg == "indent" for k in c.keywords)], (
+        f"bench/{bench} prints its JSON over several lines (indent=)"
+    )
+
+
+def test_the_json_line_check_sees_an_indented_object() -> None:
+    (call,) = json_prints("import json\nprint(json.dumps({'a': 1}, indent=2))\n")
+    assert [k.arg for k in call.keywords] == ["indent"]
