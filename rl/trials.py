@@ -153,7 +153,7 @@ def serving(
 
     if not isinstance(policy, RoleEndpoint):
         policy = RoleEndpoint(model_path=None if str(policy) == EMBEDDED else Path(policy))
-    with EmbeddedServers(max_batch=8) as servers:
+    with EmbeddedServers() as servers:
         endpoints = {"agent": policy.endpoint(servers)}
         for role in ("user", "tool_simulator", "judge"):
             endpoints[role] = getattr(config.endpoints, role).endpoint(servers)

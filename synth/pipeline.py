@@ -388,7 +388,7 @@ def _embedded_if_needed(config: SynthConfig, console: Console) -> Iterator[Embed
         return
     from llm.embedded import EmbeddedServers
 
-    with EmbeddedServers(max_batch=8) as servers:
+    with EmbeddedServers() as servers:
         for path in config.checkpoints():  # started now: a bad one fails before Ray
             console.print(f"serving the checkpoint {path} on 127.0.0.1 ...", highlight=False)
             servers.server(path)
