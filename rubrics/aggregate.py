@@ -9,8 +9,16 @@ Scores are log-strengths centred on zero. Pure functions; no I/O.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from rubrics.pairing import Outcome
+
+@dataclass(frozen=True)
+class Outcome:
+    """One resolved pair: ``score`` is 1 if ``i`` won, 0 if ``j`` won, 0.5 for a tie."""
+
+    i: int
+    j: int
+    score: float
 
 
 def win_rates(k: int, outcomes: list[Outcome]) -> list[float]:

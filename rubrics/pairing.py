@@ -21,14 +21,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Protocol
 
-
-@dataclass(frozen=True)
-class Outcome:
-    """One resolved pair: ``score`` is 1 if ``i`` won, 0 if ``j`` won, 0.5 for a tie."""
-
-    i: int
-    j: int
-    score: float
+from rubrics.aggregate import Outcome, bradley_terry
 
 
 class PairingStrategy(Protocol):
@@ -115,7 +108,6 @@ class Adaptive:
     seed: int = 0
 
     def next_round(self, k: int, results: list[Outcome]) -> list[tuple[int, int]]:
-        from rubrics.aggregate import bradley_terry
 
         left = self.budget - len(results)
         if left <= 0:
