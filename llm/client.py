@@ -22,7 +22,6 @@ import email.utils
 import json
 import logging
 import random
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +30,11 @@ from typing import Any, TypeVar
 import openai
 from pydantic import BaseModel, ValidationError
 
+from llm import structured
 from llm.cache import ResponseCache, request_key
 from llm.concurrency import AdaptiveLimit, Outcome
 from llm.endpoints import Endpoint
-from llm.errors import ProviderError, StructuredOutputError
+from llm.errors import ProviderError
 from llm.toolcalls import native_call_errors, parse_tool_calls
 from llm.types import (
     ChatResult,
@@ -105,7 +105,9 @@ class ChatClient:
         self.concurrency = AdaptiveLimit(
             endpoint.max_concurrency, adaptive=endpoint.adaptive_concurrency
         )
-        self._json_schema = endpoint.json_schema
+        self.json_schema = endpoint.json_schema
+        """Whether JSON answers are asked with ``response_format``; turned off for this
+        client once the endpoint refuses it (:mod:`llm.structured`)."""
         self._sdk = openai.AsyncOpenAI(
             base_url=endpoint.base_url,
             api_key=endpoint.api_key,
@@ -297,69 +299,12 @@ class ChatClient:
         max_repairs: int = 2,
         **kwargs: Any,
     ) -> T:
-        """Ask for JSON matching ``schema`` and return it validated.
-
-        Uses ``response_format`` with a JSON schema where the endpoint supports it; else
-        (or once the endpoint answers 400 naming ``response_format``, remembered for this
-        client) the schema goes into the prompt. Any other 400 is raised. Either way an
-        answer that fails validation is sent back with the errors, up to ``max_repairs``.
-        """
-        wire = as_wire_messages(messages)
-        json_schema = schema.model_json_schema()
-        response_format = {
-            "type": "json_schema",
-            "json_schema": {"name": schema.__name__, "schema": json_schema},
-        }
-        if not self._json_schema:
-            wire = _with_schema_instruction(wire, json_schema)
-        text = ""
-        for attempt in range(max_repairs + 1):
-            try:
-                result = await self.chat(
-                    wire, response_format=response_format if self._json_schema else None, **kwargs
-                )
-            except ProviderError as exc:
-                if not (self._json_schema and attempt == 0 and _rejects_response_format(exc)):
-                    raise
-                log.info(
-                    "%s rejected response_format; using the prompt instead", self.endpoint.name
-                )
-                self._json_schema = False
-                wire = _with_schema_instruction(wire, json_schema)
-                result = await self.chat(wire, **kwargs)
-            text = result.content or ""
-            try:
-                return schema.model_validate_json(extract_json(text))
-            except ValidationError as exc:
-                problems = "; ".join(
-                    f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
-                    for e in exc.errors()[:8]
-                )
-            wire = [
-                *wire,
-                {"role": "assistant", "content": text},
-                {
-                    "role": "user",
-                    "content": "That reply is not valid JSON for the schema: "
-                    f"{problems}. Reply with the corrected JSON object only.",
-                },
-            ]
-        raise StructuredOutputError(
-            f"{self.endpoint.name}: no valid {schema.__name__} after {max_repairs + 1} tries",
-            last_text=text,
+        """Ask for JSON matching ``schema`` and return it validated
+        (:func:`llm.structured.complete_json`: constrained where the endpoint can, repaired
+        where the answer does not validate)."""
+        return await structured.complete_json(
+            self, messages, schema, max_repairs=max_repairs, **kwargs
         )
-
-
-_REJECTS_SCHEMA = re.compile(
-    r"response[_ ]format|json[_ ]schema|structured[_ ]outputs?", re.IGNORECASE
-)
-
-
-def _rejects_response_format(exc: ProviderError) -> bool:
-    """Whether ``exc`` is the endpoint refusing ``response_format`` itself, as opposed to a
-    400 for some other fault of the request (which the fallback would only hide)."""
-    # The provider's own words are on the status error it was raised from, unabridged.
-    return exc.status == 400 and _REJECTS_SCHEMA.search(str(exc.__cause__ or exc)) is not None
 
 
 def _connection_failure(exc: BaseException) -> OSError | None:
@@ -421,30 +366,6 @@ def _to_result(response: dict[str, Any], endpoint: str, latency: float) -> ChatR
         endpoint=endpoint,
         tool_call_errors=errors,
     )
-
-
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
-
-
-def extract_json(text: str) -> str:
-    """The JSON object in ``text``: in a code fence, or from the first ``{`` to the last ``}``."""
-    fenced = _FENCE.search(text)
-    if fenced:
-        text = fenced.group(1)
-    start, end = text.find("{"), text.rfind("}")
-    if start != -1 and end > start:
-        return text[start : end + 1]
-    return text.strip()
-
-
-def _with_schema_instruction(
-    wire: list[dict[str, Any]], json_schema: dict[str, Any]
-) -> list[dict[str, Any]]:
-    instruction = (
-        "Reply with a single JSON object, and nothing else, that validates against this "
-        f"JSON Schema:\n{json.dumps(json_schema)}"
-    )
-    return [{"role": "system", "content": instruction}, *wire]
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -40,11 +40,11 @@ from pydantic import (
     model_validator,
 )
 
-from llm.client import extract_json
 from llm.embedded.engine import BatchEngine, EngineBusy, Generation, GenerationRequest
 from llm.embedded.model import DEFAULT_SYSTEM, MODEL_NAME, check_checkpoint, load_model
 from llm.endpoints import EMBEDDED_URL_ENV, Endpoint, get_endpoint, local_endpoint
 from llm.loopback import LoopbackServer
+from llm.structured import extract_json
 from llm.toolcalls import HERMES_CLOSE, HERMES_OPEN, parse_tool_calls
 
 CONTEXT_TOKENS = 8192
