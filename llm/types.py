@@ -108,3 +108,22 @@ class ChatResult(BaseModel):
 def as_wire_messages(messages: list[Message] | list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Accept typed or plain messages and return the OpenAI wire form."""
     return [m.to_openai() if isinstance(m, Message) else dict(m) for m in messages]
+
+
+def final_assistant(messages: list[dict[str, Any]]) -> tuple[int, str] | None:
+    """The index and text of the last assistant message (its text ``""`` when it has none,
+    as a reply that only calls tools); ``None`` when the assistant never spoke."""
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].get("role") == "assistant":
+            content = messages[index].get("content")
+            return index, content if isinstance(content, str) else ""
+    return None
+
+
+def final_assistant_text(messages: list[dict[str, Any]]) -> str | None:
+    """The text of the last assistant message that has text (the answer a reader takes as
+    final, past any later tool-call-only reply); ``None`` when there is none."""
+    for message in reversed(messages):
+        if message.get("role") == "assistant" and isinstance(message.get("content"), str):
+            return str(message["content"])
+    return None

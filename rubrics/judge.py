@@ -30,6 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from llm import ChatClient, LLMError, Message
+from llm.types import final_assistant_text
 from rubrics.degenerate import degeneracy, words
 from rubrics.loader import RubricSet, library
 from rubrics.prechecks import CHECKS
@@ -294,7 +295,5 @@ def aggregate(
 def _final_response(item: Item) -> str:
     if isinstance(item, str):
         return item
-    for message in reversed(item):
-        if message.get("role") == "assistant" and isinstance(message.get("content"), str):
-            return str(message["content"])
-    return as_text(item).text
+    text = final_assistant_text(item)
+    return as_text(item).text if text is None else text

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from llm.types import final_assistant
 from rubrics.degenerate import echoes, is_empty, loops, no_language, role_markers
 from synth.schema import Trajectory
 
@@ -53,14 +54,6 @@ def _text(message: dict[str, Any]) -> str:
     return content if isinstance(content, str) else ""
 
 
-def final_answer(messages: list[dict[str, Any]]) -> tuple[int, str] | None:
-    """The index and text of the last assistant message; ``None`` when the agent never spoke."""
-    for index in range(len(messages) - 1, -1, -1):
-        if messages[index].get("role") == "assistant":
-            return index, _text(messages[index])
-    return None
-
-
 def _short_value(text: str) -> bool:
     """``150.00``, ``12:30 PM``, ``A-17``: an answer made of a value, not a list of nothing."""
     visible = sum(1 for c in text if not c.isspace())
@@ -77,7 +70,7 @@ def screen(trajectory: Trajectory, prompt: str = "") -> Screened | None:
     ``prompt`` is the user's request, for ``echoed_prompt``.
     """
     messages = trajectory.messages
-    final = final_answer(messages)
+    final = final_assistant(messages)
     if final is None or is_empty(final[1]):
         where = final[0] if final else len(messages)
         return Screened("empty_answer", _quote(where, final[1] if final else ""))

@@ -51,6 +51,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llm.types import final_assistant_text
 from llm.yamlconf import YamlConfigError, read_text
 from rl.clients import ClientPool
 from rubrics.degenerate import degeneracy
@@ -116,10 +117,7 @@ class Sample:
     @property
     def text(self) -> str:
         """The final assistant text (the last assistant message with string content)."""
-        for message in reversed(self.completion):
-            if message.get("role") == "assistant" and isinstance(message.get("content"), str):
-                return str(message["content"])
-        return ""
+        return final_assistant_text(self.completion) or ""
 
     @property
     def user_text(self) -> str:
