@@ -154,7 +154,8 @@ def evolution(template: str) -> Callable[[], Awaitable[str]]:
 
         def planner(request: dict[str, Any]) -> str:
             if "Domain:" not in request["messages"][-1]["content"]:
-                return json.dumps({"domains": [{"name": "rail passes", "description": "Passes for trains across a country."}]})
+                domain = {"name": "rail passes", "description": "Passes for trains in a country."}
+                return json.dumps({"domains": [domain]})
             tool = {
                 "name": "buy_pass",
                 "description": "Buy a rail pass for a traveller.",
