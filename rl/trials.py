@@ -40,10 +40,10 @@ from llm.progress import DEFAULT_EVERY_S, StageProgress
 from rl.task_sources import TaskSet
 from rl.trial_config import TrialsConfig
 from sandboxes.mcp_env import MCPServerConfig
+from synth import TaskError
 from synth.config import RoleEndpoint
 from synth.schema import AgentSpec, Record, TaskSpec, stable_id
 from synth.store import RunStore
-from synth.tools import TaskError
 from synth.worker import Worker, preflight, settings_from
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -15,6 +15,7 @@ from rich.table import Table
 from llm import ConfigError
 from llm.interrupt import stop_on_signals
 from llm.progress import DEFAULT_EVERY_S, EVERY_ENV
+from synth.schema import Manifest
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode="markdown"
@@ -40,10 +41,10 @@ def run(
     Ctrl-C or SIGTERM stops it within seconds, keeping what is finished: run the same
     command again to resume. Exit status: 0 done (the manifest reconciles), 1 failed,
     2 bad input, 130/143 stopped by SIGINT/SIGTERM."""
+    from synth import TaskError
     from synth.config import load_config
     from synth.pipeline import JobFailed
     from synth.pipeline import run as run_job
-    from synth.tools import TaskError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if output_dir is not None:
@@ -68,26 +69,28 @@ def run(
     summary(manifest, job.output_dir)
 
 
-def summary(manifest: dict[str, Any], out: Path) -> None:
-    counts = manifest["counts"]
-    table = Table(title=f"synthesis: {manifest['name']}")
+def summary(manifest: Manifest, out: Path) -> None:
+    counts = manifest.counts.model_dump()
+    table = Table(title=f"synthesis: {manifest.name}")
     table.add_column("stage")
     table.add_column("count", justify="right")
     for key in ("tools", "agents", "tasks", "trajectories", "accepted", "rejected"):
         table.add_row(key, str(counts[key]))
-    for reason, n in manifest["rejected_by_reason"].items():
+    for reason, n in manifest.rejected_by_reason.items():
         table.add_row(f"  rejected: {reason}", str(n))
     rate = counts["accepted"] / counts["trajectories"] if counts["trajectories"] else 0.0
     table.add_row("acceptance rate", f"{rate:.0%}")
     console.print(table)
     console.print(f"dataset: {out / 'data'}  (accepted: {out / 'data' / 'accepted'})")
     console.print(f"report:  {out / 'report.html'}")
-    console.print(f"manifest: {out / 'manifest.json'}  reconciled={manifest['reconciled']}")
+    console.print(f"manifest: {out / 'manifest.json'}  reconciled={manifest.reconciled}")
 
 
 @app.command()
 def report(output_dir: Path = typer.Argument(..., help="A run's output directory.")) -> None:
     """Re-render report.html from a run's shards and manifest."""
+    from pydantic import ValidationError
+
     from llm.yamlconf import YamlConfigError, read_text
     from synth.report import write_report
     from synth.store import RunStore
@@ -103,12 +106,13 @@ def report(output_dir: Path = typer.Argument(..., help="A run's output directory
         _fail(str(exc))
     except json.JSONDecodeError as exc:
         _fail(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}")
-    if not isinstance(manifest, dict):
-        _fail(f"{path}: not a run manifest (a JSON object)")
     try:
-        console.print(f"report: {write_report(RunStore(output_dir), manifest)}")
-    except KeyError as exc:
-        _fail(f"{path}: not a run manifest: no {exc.args[0]!r} field")
+        parsed = Manifest.model_validate(manifest)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        field = ".".join(str(p) for p in problem["loc"]) or "(manifest)"
+        _fail(f"{path}: not a run manifest: {field}: {problem['msg']}")
+    console.print(f"report: {write_report(RunStore(output_dir), parsed)}")
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:

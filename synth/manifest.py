@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llm import Endpoint
-from synth.schema import AgentSpec, TaskSpec
+from synth.schema import AgentSpec, Manifest, ManifestCounts, RLPromptRow, TaskSpec
 from synth.store import RunStore, atomic_write
 
 
@@ -56,7 +56,7 @@ def build_manifest(
     tools: int,
     agents: list[AgentSpec],
     tasks: list[TaskSpec],
-) -> dict[str, Any]:
+) -> Manifest:
     columns = ["id", "outcome", "reason", "environment", "domain", "usage"]
     rows = list(store.rows(columns))
     outcomes = Counter(r["outcome"] for r in rows)
@@ -70,85 +70,69 @@ def build_manifest(
         by_domain[row["domain"]][row["outcome"]] += 1
         add_usage(usage, json.loads(row["usage"] or "{}"))
     ids = [r["id"] for r in rows]
-    return {
-        "name": name,
-        "config_hash": config_hash,
-        "code_version": code_version(),
-        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "models": {role: {"endpoint": e.name, "model": e.model} for role, e in endpoints.items()},
-        "counts": {
-            "tools": tools,
-            "agents": len(agents),
-            "agents_with_templated_prompt": stages.get("agents", {}).get("fallback", 0),
-            "task_generation_failed": len(stages.get("tasks", {}).get("failures", [])),
-            "tasks_degenerate": sum(
+    return Manifest(
+        name=name,
+        config_hash=config_hash,
+        code_version=code_version(),
+        written_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        models={role: {"endpoint": e.name, "model": e.model} for role, e in endpoints.items()},
+        counts=ManifestCounts(
+            tools=tools,
+            agents=len(agents),
+            agents_with_templated_prompt=stages.get("agents", {}).get("fallback", 0),
+            task_generation_failed=len(stages.get("tasks", {}).get("failures", [])),
+            tasks_degenerate=sum(
                 ": DegenerateTask: " in line for line in stages.get("tasks", {}).get("failures", [])
             ),
-            "tasks": len(tasks),
-            "trajectories": len(rows),
-            "accepted": outcomes["accepted"],
-            "rejected": outcomes["rejected"],
-        },
-        "rejected_by_reason": dict(
+            tasks=len(tasks),
+            trajectories=len(rows),
+            accepted=outcomes["accepted"],
+            rejected=outcomes["rejected"],
+        ),
+        rejected_by_reason=dict(
             Counter(r["reason"] for r in rows if r["outcome"] == "rejected").most_common()
         ),
-        "by_environment": {k: dict(v) for k, v in sorted(by_env.items())},
-        "by_domain": {k: dict(v) for k, v in sorted(by_domain.items())},
-        "usage": usage,
-        "duplicates": len(ids) - len(set(ids)),
-        "reconciled": len(set(ids)) == len(ids) == len(tasks) and {t.id for t in tasks} == set(ids),
-    }
+        by_environment={k: dict(v) for k, v in sorted(by_env.items())},
+        by_domain={k: dict(v) for k, v in sorted(by_domain.items())},
+        usage=usage,
+        duplicates=len(ids) - len(set(ids)),
+        reconciled=len(set(ids)) == len(ids) == len(tasks) and {t.id for t in tasks} == set(ids),
+    )
 
 
 FAILURES = frozenset({"worker_error", "rollout_error", "judge_error"})
 """Reject reasons that say a task could not be done, not that it was done and found wanting."""
 
 
-def shortfall(manifest: dict[str, Any]) -> str | None:
+def shortfall(manifest: Manifest) -> str | None:
     """Why a finished job did not do what it was asked, in one line; None when it did.
 
     It did when the manifest reconciles and at least one task came to a real outcome
     (accepted, or rejected on its merits): a job whose every task failed, or that had no
     task at all, did nothing, whatever it wrote.
     """
-    counts = manifest["counts"]
-    if not counts["tasks"]:
+    counts = manifest.counts
+    if not counts.tasks:
         return (
-            f"no task was generated for the {counts['agents']} agents "
-            f"({counts['task_generation_failed']} task-generation failures in stages.json)"
+            f"no task was generated for the {counts.agents} agents "
+            f"({counts.task_generation_failed} task-generation failures in stages.json)"
         )
-    if not manifest["reconciled"]:
+    if not manifest.reconciled:
         return (
-            f"the dataset does not reconcile: {counts['trajectories']} records for "
-            f"{counts['tasks']} tasks, {manifest['duplicates']} duplicate ids"
+            f"the dataset does not reconcile: {counts.trajectories} records for "
+            f"{counts.tasks} tasks, {manifest.duplicates} duplicate ids"
         )
-    failed = {r: n for r, n in manifest["rejected_by_reason"].items() if r in FAILURES}
-    if sum(failed.values()) == counts["trajectories"]:
+    failed = {r: n for r, n in manifest.rejected_by_reason.items() if r in FAILURES}
+    if sum(failed.values()) == counts.trajectories:
         why = ", ".join(f"{reason}: {n}" for reason, n in failed.items())
-        return f"every one of the {counts['tasks']} tasks failed ({why})"
+        return f"every one of the {counts.tasks} tasks failed ({why})"
     return None
 
 
 def export_rl_prompts(store: RunStore, agents: list[AgentSpec], tasks: list[TaskSpec]) -> Path:
     """``rl_prompts.parquet``: one row per task — the prompt messages, the task, its tools."""
     by_id = {a.id: a for a in agents}
-    rows = []
-    for task in tasks:
-        agent = by_id[task.agent_id]
-        rows.append(
-            {
-                "id": task.id,
-                "agent_id": agent.id,
-                "prompt": [
-                    {"role": "system", "content": agent.system_prompt},
-                    {"role": "user", "content": task.user_goal},
-                ],
-                "task": task.model_dump_json(),
-                "tools": json.dumps(agent.openai_tools()),
-                "environment": task.environment,
-                "toolset": agent.toolset,
-            }
-        )
+    rows = [RLPromptRow.of(by_id[task.agent_id], task).model_dump() for task in tasks]
     sink = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_pylist(rows), sink)
     path = store.root / "rl_prompts.parquet"

@@ -22,12 +22,13 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import ray
 import yaml
+from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
@@ -37,16 +38,18 @@ from llm.progress import DEFAULT_EVERY_S, StageProgress
 from synth.actors import ActorPool, ClusterLost, stream
 from synth.agents import ToolSource, plan_agents
 from synth.config import ROLES, SynthConfig
+from synth.errors import TaskError
 from synth.manifest import add_usage, build_manifest, export_rl_prompts, shortfall
-from synth.schema import AgentSpec, Record, TaskSpec
+from synth.schema import AgentSpec, Manifest, Record, TaskSpec
 from synth.store import RunStore, atomic_write
-from synth.tools import TaskError, build_tools
+from synth.tools import build_tools
 from synth.worker import WorkerSettings, preflight, settings_from
 
 if TYPE_CHECKING:
     from llm.embedded import EmbeddedServers
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 FLUSH_EVERY_S = 30.0
 EMBEDDED_URL_ENV = "SUMMIT_EMBEDDED_URL"
 
@@ -60,7 +63,7 @@ def run(
     *,
     console: Console | None = None,
     progress_every_s: float = DEFAULT_EVERY_S,
-) -> dict[str, Any]:
+) -> Manifest:
     """Run (or resume) the job described by ``config``; returns the manifest.
 
     Raises :class:`JobFailed` when it cannot finish or finishes having failed every task;
@@ -88,7 +91,7 @@ def run(
 
 def _run(
     config: SynthConfig, store: RunStore, console: Console, progress_every_s: float
-) -> dict[str, Any]:
+) -> Manifest:
     _bind(store, config)
     with _embedded_if_needed(config, console) as servers:
         endpoints: dict[str, Endpoint] = {role: config.endpoint(role, servers) for role in ROLES}
@@ -125,7 +128,7 @@ def _run(
             agents=agents,
             tasks=tasks,
         )
-    store.save_json("manifest.json", manifest)
+    store.save_json("manifest.json", manifest.model_dump(mode="json"))
     from synth.report import write_report
 
     write_report(store, manifest)
@@ -164,6 +167,46 @@ async def _tools(config: SynthConfig, generator: Endpoint) -> ToolSource:
         return await build_tools(config, Path(config.output_dir), client)
 
 
+def _stage(
+    store: RunStore,
+    stages: dict[str, Any],
+    name: str,
+    model: type[M],
+    produce: Callable[[dict[str, dict[str, float]]], tuple[list[M], dict[str, Any]]],
+) -> list[M]:
+    """A checkpointed stage: ``<name>.jsonl`` when a run already wrote it, else what
+    ``produce(usage)`` returns, saved with its summary (and the usage it added up) in
+    ``stages.json``. Nothing is saved of an empty result, so a rerun tries again."""
+    saved = store.load_models(f"{name}.jsonl", model)
+    if saved is not None:
+        return saved
+    usage: dict[str, dict[str, float]] = {}
+    made, summary = produce(usage)
+    stages[name] = {**summary, "usage": usage}
+    store.save_json("stages.json", stages)
+    if made:
+        store.save_models(f"{name}.jsonl", made)
+    return made
+
+
+def _streamed(
+    pool: ActorPool,
+    method: str,
+    items: Iterable[tuple[str, tuple[Any, ...]]],
+    on_error: Callable[[str, str], tuple[Any, ...]],
+    progress: StageProgress,
+    bar: Any,
+    usage: dict[str, dict[str, float]],
+    step: int = 1,
+) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """``stream``'s results, each (a tuple whose last item is the usage it spent) counted
+    into ``usage`` and the bar advanced by ``step``; yields the key and the rest."""
+    for key, result in stream(pool, method, items, on_error):
+        add_usage(usage, result[-1])
+        progress.advance(bar, step)
+        yield key, result[:-1]
+
+
 def _agents(
     config: SynthConfig,
     store: RunStore,
@@ -172,26 +215,19 @@ def _agents(
     stages: dict[str, Any],
     progress: StageProgress,
 ) -> list[AgentSpec]:
-    saved = store.load_models("agents.jsonl", AgentSpec)
-    if saved is not None:
-        return saved
-    planned = plan_agents(config, source)
-    bar = progress.add_task("agents", total=len(planned))
-    written: dict[str, AgentSpec] = {}
-    usage: dict[str, dict[str, float]] = {}
-    fallback = 0
-    items = ((a.id, (a,)) for a in planned)
-    by_id = {a.id: a for a in planned}
-    for key, result in stream(pool, "write_agent", items, lambda k, e: (by_id[k], False, {})):
-        agent, ok, spent = result
-        written[key], fallback = agent, fallback + (not ok)
-        add_usage(usage, spent)
-        progress.advance(bar)
-    agents = [written[a.id] for a in planned]
-    stages["agents"] = {"fallback": fallback, "usage": usage}
-    store.save_json("stages.json", stages)
-    store.save_models("agents.jsonl", agents)
-    return agents
+    def produce(usage: dict[str, dict[str, float]]) -> tuple[list[AgentSpec], dict[str, Any]]:
+        planned = plan_agents(config, source)
+        by_id = {a.id: a for a in planned}
+        bar = progress.add_task("agents", total=len(planned))
+        items = ((a.id, (a,)) for a in planned)
+        written, fallback = {}, 0
+        for key, (agent, ok) in _streamed(
+            pool, "write_agent", items, lambda k, e: (by_id[k], False, {}), progress, bar, usage
+        ):
+            written[key], fallback = agent, fallback + (not ok)
+        return [written[a.id] for a in planned], {"fallback": fallback}
+
+    return _stage(store, stages, "agents", AgentSpec, produce)
 
 
 def _tasks(
@@ -202,27 +238,27 @@ def _tasks(
     stages: dict[str, Any],
     progress: StageProgress,
 ) -> list[TaskSpec]:
-    saved = store.load_models("tasks.jsonl", TaskSpec)
-    if saved is not None:
-        return saved
-    bar = progress.add_task("tasks", total=len(agents) * config.tasks.per_agent)
-    made: dict[str, list[TaskSpec]] = {}
-    failures: list[str] = []
-    usage: dict[str, dict[str, float]] = {}
-    items = ((a.id, (a,)) for a in agents)
-    for key, (tasks, failed, spent) in stream(
-        pool, "make_tasks", items, lambda k, e: ([], [f"{k}: {e}"], {})
-    ):
-        made[key] = tasks
-        failures += failed
-        add_usage(usage, spent)
-        progress.advance(bar, config.tasks.per_agent)
-    tasks = [t for a in agents for t in made[a.id]]
-    stages["tasks"] = {"failures": failures, "usage": usage}
-    store.save_json("stages.json", stages)
-    if tasks:  # no checkpoint of nothing: a rerun tries again
-        store.save_models("tasks.jsonl", tasks)
-    return tasks
+    def produce(usage: dict[str, dict[str, float]]) -> tuple[list[TaskSpec], dict[str, Any]]:
+        per_agent = config.tasks.per_agent
+        bar = progress.add_task("tasks", total=len(agents) * per_agent)
+        items = ((a.id, (a,)) for a in agents)
+        made: dict[str, list[TaskSpec]] = {}
+        failures: list[str] = []
+        for key, (tasks, failed) in _streamed(
+            pool,
+            "make_tasks",
+            items,
+            lambda k, e: ([], [f"{k}: {e}"], {}),
+            progress,
+            bar,
+            usage,
+            per_agent,
+        ):
+            made[key] = tasks
+            failures += failed
+        return [t for a in agents for t in made[a.id]], {"failures": failures}
+
+    return _stage(store, stages, "tasks", TaskSpec, produce)
 
 
 def _rollouts(

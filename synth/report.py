@@ -15,6 +15,7 @@ import itertools
 import json
 import random
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,13 @@ import jinja2
 from markupsafe import Markup, escape
 
 from synth.filters import DEGENERATE
+from synth.schema import Manifest
 from synth.store import RunStore, atomic_write
 
 SAMPLE = 12
 
 
-def bars(chart: str, items: list[tuple[str, float]], *, unit: str = "") -> Markup:
+def bars(chart: str, items: Sequence[tuple[str, float]], *, unit: str = "") -> Markup:
     """A horizontal bar chart as inline SVG (``data-chart`` names it for tests and CSS)."""
     width, row, label_w = 560, 22, 200
     top = max((v for _, v in items), default=0) or 1
@@ -70,12 +72,12 @@ def _sample(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return picked
 
 
-def caught(manifest: dict[str, Any]) -> list[tuple[str, int, str]]:
+def caught(manifest: Manifest) -> list[tuple[str, int, str]]:
     """Rows ``(what, count, meaning)`` for the degenerate text caught by rule in this run.
 
     Every filter reason is listed, zeros included, so a reader sees what was looked for.
     """
-    rejected, counts = manifest["rejected_by_reason"], manifest["counts"]
+    rejected, counts = manifest.rejected_by_reason, manifest.counts
     rows = [(reason, rejected.get(reason, 0), meaning) for reason, meaning in DEGENERATE.items()]
     return [
         *rows,
@@ -87,21 +89,21 @@ def caught(manifest: dict[str, Any]) -> list[tuple[str, int, str]]:
         ),
         (
             "agents_with_templated_prompt",
-            counts.get("agents_with_templated_prompt", 0),
+            counts.agents_with_templated_prompt,
             "generated system prompts not used (call failed or degenerate): templated instead",
         ),
         (
             "tasks_degenerate",
-            counts.get("tasks_degenerate", 0),
+            counts.tasks_degenerate,
             "generated tasks not used: degenerate goal or success criteria",
         ),
     ]
 
 
-def write_report(store: RunStore, manifest: dict[str, Any]) -> Path:
+def write_report(store: RunStore, manifest: Manifest) -> Path:
     rows = list(store.rows())
     metas = [json.loads(r["trajectory_meta"] or "null") or {} for r in rows]
-    counts = manifest["counts"]
+    counts = manifest.counts.model_dump()
     scores = [r["score"] for r in rows if r["score"] is not None]
     turns = [float(m.get("turns", 0)) for m in metas]
     calls = [float(m.get("tool_calls", 0)) for m in metas]
@@ -110,18 +112,13 @@ def write_report(store: RunStore, manifest: dict[str, Any]) -> Path:
             "funnel",
             [(k, counts[k]) for k in ("tools", "agents", "tasks", "trajectories", "accepted")],
         ),
-        "rejects": bars("rejects", list(manifest["rejected_by_reason"].items())),
+        "rejects": bars("rejects", list(manifest.rejected_by_reason.items())),
         "environments": bars(
             "environments",
-            [(f"{k} accepted", v.get("accepted", 0)) for k, v in manifest["by_environment"].items()]
-            + [
-                (f"{k} rejected", v.get("rejected", 0))
-                for k, v in manifest["by_environment"].items()
-            ],
+            [(f"{k} accepted", v.get("accepted", 0)) for k, v in manifest.by_environment.items()]
+            + [(f"{k} rejected", v.get("rejected", 0)) for k, v in manifest.by_environment.items()],
         ),
-        "domains": bars(
-            "domains", [(k, sum(v.values())) for k, v in manifest["by_domain"].items()]
-        ),
+        "domains": bars("domains", [(k, sum(v.values())) for k, v in manifest.by_domain.items()]),
         "scores": bars("scores", histogram(scores, [i / 10 for i in range(11)])),
         "turns": bars("turns", histogram(turns, [1, 2, 3, 4, 6, 10, 100])),
         "tool_calls": bars("tool_calls", histogram(calls, [0, 1, 2, 3, 5, 8, 100])),

@@ -187,6 +187,80 @@ class Record(BaseModel):
         }
 
 
+class RLPromptRow(BaseModel):
+    """One row of ``rl_prompts.parquet``: a task as RL plays it (``rl``'s tool-use gym
+    validates each row it reads with this model). ``task`` and ``tools`` are JSON strings,
+    so every row has the same flat columns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    agent_id: str
+    prompt: list[dict[str, Any]]
+    """The agent's system prompt and the user's first message (OpenAI messages)."""
+    task: str
+    """The :class:`TaskSpec` as JSON."""
+    tools: str
+    """The agent's tools in OpenAI format, as JSON."""
+    environment: EnvironmentKind
+    toolset: str | None = None
+    """The executable tool set an ``executable`` task plays in."""
+
+    @classmethod
+    def of(cls, agent: AgentSpec, task: TaskSpec) -> RLPromptRow:
+        return cls(
+            id=task.id,
+            agent_id=agent.id,
+            prompt=[
+                {"role": "system", "content": agent.system_prompt},
+                {"role": "user", "content": task.user_goal},
+            ],
+            task=task.model_dump_json(),
+            tools=json.dumps(agent.openai_tools()),
+            environment=task.environment,
+            toolset=agent.toolset,
+        )
+
+
+class ManifestCounts(BaseModel):
+    """How many of each thing a synthesis run made (``manifest.json``'s ``counts``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tools: int
+    agents: int
+    agents_with_templated_prompt: int
+    task_generation_failed: int
+    tasks_degenerate: int
+    tasks: int
+    trajectories: int
+    accepted: int
+    rejected: int
+
+
+class Manifest(BaseModel):
+    """``manifest.json`` of a synthesis run: what it made, with which models, and whether
+    the dataset reconciles with the tasks (one record per task, no duplicates)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    config_hash: str
+    code_version: str
+    written_at: str
+    models: dict[str, dict[str, str]]
+    """Per role: the endpoint's name and model."""
+    counts: ManifestCounts
+    rejected_by_reason: dict[str, int]
+    by_environment: dict[str, dict[str, int]]
+    """Per environment kind: records per outcome."""
+    by_domain: dict[str, dict[str, int]]
+    usage: dict[str, dict[str, int | float]]
+    """Per role: tokens and cost spent."""
+    duplicates: int
+    reconciled: bool
+
+
 def _wire(message: dict[str, Any]) -> dict[str, Any]:
     """Fixed keys in every message so parquet infers one struct type for the column."""
     calls = message.get("tool_calls") or []

@@ -18,14 +18,11 @@ from sandboxes.mcp_env import list_server_tools
 from sandboxes.toolsets import TOOLSETS
 from synth.agents import ToolSource
 from synth.config import SynthConfig
+from synth.errors import TaskError
 from tool_registry import ToolRepository, ToolSpec
 from tool_registry.evolution import Evolution
 
 log = logging.getLogger(__name__)
-
-
-class TaskError(Exception):
-    """A stage could not produce what the run needs (no tools, a dead MCP server)."""
 
 
 async def build_tools(config: SynthConfig, out: Path, generator: ChatClient | None) -> ToolSource:

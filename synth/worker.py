@@ -21,10 +21,10 @@ from sandboxes.simulated import SimulatedEnvironment
 from sandboxes.toolsets import TOOLSETS
 from synth.agents import write_agent
 from synth.config import JudgeConfig, RolloutConfig
+from synth.errors import TaskError
 from synth.rollout import Limits, roll_out
 from synth.schema import AgentSpec, Difficulty, Record, TaskSpec
 from synth.tasks import make_tasks
-from synth.tools import TaskError
 from synth.user import UserSimulator
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def settings_from(rollout: RolloutConfig, judge: JudgeConfig, **more: Any) -> Wo
 
 async def preflight(endpoints: dict[str, Endpoint]) -> None:
     """One tiny request per distinct endpoint, so a wrong URL or key fails the job now
-    with the role named (:class:`~synth.tools.TaskError`), not as hundreds of rejected
+    with the role named (:class:`~synth.errors.TaskError`), not as hundreds of rejected
     tasks later."""
     seen: dict[tuple[str, str], str] = {}
     for role, endpoint in endpoints.items():

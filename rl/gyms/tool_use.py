@@ -63,7 +63,7 @@ from sandboxes.executable import state_differences
 from sandboxes.mcp_env import MCPServerConfig
 from sandboxes.toolsets import TOOLSETS
 from synth.config import McpServer
-from synth.schema import EnvironmentKind, TaskSpec
+from synth.schema import EnvironmentKind, RLPromptRow, TaskSpec
 from tool_registry import ToolSpec
 
 if TYPE_CHECKING:
@@ -274,10 +274,21 @@ def read_tasks(
 
 
 def _parquet_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The rows of an ``rl_prompts.parquet``, each checked against the synthesis' own
+    contract (:class:`synth.schema.RLPromptRow`)."""
     import pyarrow.parquet as pq
 
-    rows = pq.read_table(path).to_pylist()
-    return [(f"{path}: row {i}", r) for i, r in enumerate(rows)]
+    rows = []
+    for index, row in enumerate(pq.read_table(path).to_pylist()):
+        where = f"{path}: row {index}"
+        try:
+            RLPromptRow.model_validate(row)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            field = ".".join(str(p) for p in problem["loc"]) or "(row)"
+            raise GymError(f"{where}: {field}: {problem['msg']}") from exc
+        rows.append((where, row))
+    return rows
 
 
 class _Reader:

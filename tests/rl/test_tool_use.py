@@ -107,6 +107,7 @@ def test_synth_rl_prompts_parquet_is_read_and_unplayable_rows_skipped(tmp_path: 
         rows.append(
             {
                 "id": spec["id"],
+                "agent_id": "agent-bank",
                 "prompt": [
                     {"role": "system", "content": "You are a bank agent.", "tool_calls": None},
                     {"role": "user", "content": spec["user_goal"], "tool_calls": None},
@@ -128,6 +129,12 @@ def test_synth_rl_prompts_parquet_is_read_and_unplayable_rows_skipped(tmp_path: 
         {"role": "user", "content": specs[0]["user_goal"]},
     ]
     assert tasks[0].toolset == "bank"
+    # a row that is not the synthesis' (here: no agent_id) is named with its field
+    pq.write_table(
+        pa.Table.from_pylist([{k: v for k, v in rows[0].items() if k != "agent_id"}]), path
+    )
+    with pytest.raises(GymError, match=r"rl_prompts.parquet: row 0: agent_id: Field required"):
+        read_tasks(path)
 
 
 def test_bad_task_files_name_the_row_and_field(tmp_path: Path) -> None:

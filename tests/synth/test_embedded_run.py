@@ -37,11 +37,11 @@ def test_a_short_embedded_run_ends_reconciled(tmp_path: Path, embedded_server, l
         }
     )
     manifest = run(config)
-    counts = manifest["counts"]
+    counts = manifest.counts.model_dump()
     assert counts["agents"] == 2 and counts["trajectories"] == counts["tasks"] >= 1
-    assert manifest["reconciled"] and manifest["duplicates"] == 0
-    assert manifest["models"]["agent"]["model"] == "smollm2-135m-instruct"
-    assert manifest["usage"]["agent"]["completion_tokens"] > 0
+    assert manifest.reconciled and manifest.duplicates == 0
+    assert manifest.models["agent"]["model"] == "smollm2-135m-instruct"
+    assert manifest.usage["agent"]["completion_tokens"] > 0
     rows = load_dataset("parquet", data_dir=str(tmp_path / "out" / "data"), split="train")
     assert len(rows) == counts["trajectories"]
     for row in rows:

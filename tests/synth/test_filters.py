@@ -269,7 +269,7 @@ async def test_a_degenerate_generated_task_is_rejected_and_counted(
         agents=[agent],
         tasks=[],
     )
-    assert manifest["counts"]["tasks_degenerate"] == 2
+    assert manifest.counts.tasks_degenerate == 2
     html = write_report(store, manifest).read_text()
     assert "<td>tasks_degenerate</td><td>2</td>" in html
 
@@ -296,7 +296,7 @@ async def test_the_report_lists_trajectories_rejected_by_rule(tmp_path: Path) ->
         agents=[],
         tasks=[],
     )
-    assert manifest["rejected_by_reason"] == {reason: 1 for reason in DEGENERATE}
+    assert manifest.rejected_by_reason == {reason: 1 for reason in DEGENERATE}
     html = write_report(store, manifest).read_text()
     for reason in DEGENERATE:
         assert f"<td>{reason}</td><td>1</td>" in html

@@ -43,8 +43,8 @@ def test_the_dataset_loads_with_datasets(finished) -> None:
     out, manifest = finished
     accepted = load_dataset("parquet", data_dir=str(out / "data" / "accepted"), split="train")
     everything = load_dataset("parquet", data_dir=str(out / "data"), split="train")
-    assert len(accepted) == manifest["counts"]["accepted"] > 0
-    assert len(everything) == manifest["counts"]["trajectories"]
+    assert len(accepted) == manifest.counts.accepted > 0
+    assert len(everything) == manifest.counts.trajectories
     assert len(set(everything["id"])) == len(everything)
     row = accepted[0]
     assert row["messages"][0]["role"] == "system"
@@ -58,7 +58,7 @@ def test_the_rl_prompt_set_has_one_row_per_task(finished) -> None:
 
     out, manifest = finished
     prompts = load_dataset("parquet", data_files=str(out / "rl_prompts.parquet"), split="train")
-    assert len(prompts) == manifest["counts"]["tasks"]
+    assert len(prompts) == manifest.counts.tasks
     assert [m["role"] for m in prompts[0]["prompt"]] == ["system", "user"]
     assert json.loads(prompts[0]["task"])["id"] == prompts[0]["id"]
 
@@ -155,10 +155,8 @@ def test_the_report_renders_in_headless_chromium(finished, tmp_path) -> None:
     parsed.feed(dom)
     assert set(parsed.charts) >= CHARTS, f"charts rendered: {sorted(parsed.charts)}"
     assert parsed.charts["funnel"] == 5  # tools, agents, tasks, trajectories, accepted
-    assert all(
-        parsed.charts[c] > 0 for c in CHARTS if c != "rejects" or manifest["counts"]["rejected"]
-    )
-    assert parsed.trajectories == min(12, manifest["counts"]["trajectories"])
+    assert all(parsed.charts[c] > 0 for c in CHARTS if c != "rejects" or manifest.counts.rejected)
+    assert parsed.trajectories == min(12, manifest.counts.trajectories)
     assert parsed.calls > 0 and parsed.tool_messages > 0
 
     shot = tmp_path / "report.png"

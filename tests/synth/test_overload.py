@@ -86,10 +86,10 @@ def test_a_job_beside_cpu_hogs_plays_every_task_despite_timeouts(
             manifest = run(config)
         finally:
             ray.shutdown()
-    counts = manifest["counts"]
-    assert manifest["reconciled"] and counts["trajectories"] == 6
-    assert "worker_error" not in manifest["rejected_by_reason"]
-    timeouts = sum(u.get("timeouts", 0) for u in manifest["usage"].values())
+    counts = manifest.counts.model_dump()
+    assert manifest.reconciled and counts["trajectories"] == 6
+    assert "worker_error" not in manifest.rejected_by_reason
+    timeouts = sum(u.get("timeouts", 0) for u in manifest.usage.values())
     assert timeouts >= 1  # the job really was overloaded
     # each timed-out request was dropped by the server, not answered into the void
     assert server.outcomes.get("abandoned", 0) >= 1

@@ -23,12 +23,12 @@ def test_a_run_writes_a_reconciled_dataset(tmp_path, local_ray, api_env) -> None
     with ScriptedEndpoint(ScriptedWorld()) as server:
         config = scripted_config(tmp_path, server)
         manifest = run(config)
-    counts = manifest["counts"]
+    counts = manifest.counts.model_dump()
     assert counts["agents"] == 4 and counts["tasks"] == 8
     assert counts["trajectories"] == 8 == counts["accepted"] + counts["rejected"]
-    assert manifest["reconciled"] and manifest["duplicates"] == 0
-    assert counts["rejected"] == manifest["rejected_by_reason"].get("state_mismatch", 0)
-    assert {"generator", "agent", "user", "judge"} <= set(manifest["usage"])
+    assert manifest.reconciled and manifest.duplicates == 0
+    assert counts["rejected"] == manifest.rejected_by_reason.get("state_mismatch", 0)
+    assert {"generator", "agent", "user", "judge"} <= set(manifest.usage)
     out = Path(config.output_dir)
     assert json.loads((out / "manifest.json").read_text())["counts"] == counts
     assert (out / "report.html").exists() and (out / "rl_prompts.parquet").exists()
@@ -46,12 +46,12 @@ def test_rerunning_a_finished_job_plays_nothing_again(tmp_path, local_ray, api_e
         before = work()
         second = run(config)
     assert work() == before  # only the preflight ping ("other") went out again
-    assert second["counts"] == first["counts"] and second["reconciled"]
+    assert second.counts == first.counts and second.reconciled
 
 
 def test_a_directory_of_another_config_is_refused(tmp_path, local_ray, api_env) -> None:
+    from synth import TaskError
     from synth.pipeline import run
-    from synth.tools import TaskError
 
     with ScriptedEndpoint(ScriptedWorld()) as server:
         run(scripted_config(tmp_path, server))
@@ -60,8 +60,8 @@ def test_a_directory_of_another_config_is_refused(tmp_path, local_ray, api_env) 
 
 
 def test_a_wrong_endpoint_fails_the_job_early_naming_the_role(tmp_path, local_ray, api_env) -> None:
+    from synth import TaskError
     from synth.pipeline import run
-    from synth.tools import TaskError
 
     with ScriptedEndpoint(ScriptedWorld()) as server:
         config = scripted_config(tmp_path, server)
