@@ -262,11 +262,45 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests, no demo runs")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--before", default=BEFORE, help="the commit the demo is compared with")
+    parser.add_argument(
+        "--only", choices=["load", "demo"], help="measure one part: the engines, or the demo"
+    )
     args = parser.parse_args()
     console = Console(stderr=args.json)
+    results: dict[str, Any] = {}
+    if args.only != "demo":
+        results.update(load_part(args.quick, console))
+    demo = None if args.quick or args.only == "load" else demos(args.before)
+    results["demo_trajectories_per_min_before"] = (
+        round(demo["before"]["per_min"], 2) if demo else None
+    )
+    results["demo_trajectories_per_min_after"] = (
+        round(demo["after"]["per_min"], 2) if demo else None
+    )
+    if demo:
+        results["demo"] = demo
+        demo_table = Table(title="configs/synth/demo.yaml (python -m synth run, wall time)")
+        for column in ("tree", "trajectories", "accepted", "minutes", "trajectories / min"):
+            demo_table.add_column(column, justify="right")
+        for name, row in demo.items():
+            label = f"before ({args.before})" if name == "before" else "after (this tree)"
+            demo_table.add_row(
+                label,
+                str(row["trajectories"]),
+                str(row["accepted"]),
+                f"{row['minutes']:.1f}",
+                f"{row['per_min']:.2f}",
+            )
+        console.print(demo_table)
+    if args.json:
+        print(json.dumps(results))
+
+
+def load_part(quick: bool, console: Console) -> dict[str, Any]:
+    """The ceiling and both engines under the synthesis-like load, with their tables."""
     model, tokenizer = load_model()
-    per_batch = 2 if args.quick else 4
-    steps = 32 if args.quick else 64
+    per_batch = 2 if quick else 4
+    steps = 32 if quick else 64
     results: dict[str, Any] = {}
     rows = []
     for batch in (8, 16):
@@ -296,16 +330,6 @@ def main() -> None:
         rows.append((batch, top, served))
     results["speedup_vs_wave"] = min(results["speedup_vs_wave_8"], results["speedup_vs_wave_16"])
     results["prefix_cache_hit_rate"] = results["prefix_cache_hit_rate_8"]
-    demo = None if args.quick else demos(args.before)
-    results["demo_trajectories_per_min_before"] = (
-        round(demo["before"]["per_min"], 2) if demo else None
-    )
-    results["demo_trajectories_per_min_after"] = (
-        round(demo["after"]["per_min"], 2) if demo else None
-    )
-    if demo:
-        results["demo"] = demo
-
     table = Table(title="Embedded engine (tokens/s generated)")
     for column in (
         "in flight",
@@ -340,22 +364,7 @@ def main() -> None:
         shares.add_row(str(batch), *(f"{v:.3f}" for v in part_shares.values()))
         results[f"profile_{batch}"] = {k: round(v, 4) for k, v in part_shares.items()}
     console.print(shares)
-    if demo:
-        demo_table = Table(title="configs/synth/demo.yaml (python -m synth run, wall time)")
-        for column in ("tree", "trajectories", "accepted", "minutes", "trajectories / min"):
-            demo_table.add_column(column, justify="right")
-        for name, row in demo.items():
-            label = f"before ({args.before})" if name == "before" else "after (this tree)"
-            demo_table.add_row(
-                label,
-                str(row["trajectories"]),
-                str(row["accepted"]),
-                f"{row['minutes']:.1f}",
-                f"{row['per_min']:.2f}",
-            )
-        console.print(demo_table)
-    if args.json:
-        print(json.dumps(results))
+    return results
 
 
 if __name__ == "__main__":
