@@ -203,6 +203,15 @@ def main() -> None:
         result = measure(
             8, train_per_round=16, held_out=60, steps=4, learning_rate=1e-4, train_layers=8
         )
+    # the claim (refinement raises held-out agreement) is measured only when the after
+    # interval's low end clears the before value; --quick's 8 held-out pairs rarely can
+    result["measures_claim"] = result["ci_low_after"] > result["agreement_before"]
+    if not result["measures_claim"]:
+        result["why_not"] = (
+            f"the after interval's low end ({result['ci_low_after']:.2f}) does not clear the "
+            f"agreement before ({result['agreement_before']:.2f}): too few held-out pairs or "
+            "rounds to tell a change"
+        )
     plot(result, args.plot)
     table = Table(title="Critic refinement (SmolLM2-135M, DPO on verified math pairs)")
     for column in ("round", "held-out agreement"):
@@ -220,6 +229,8 @@ def main() -> None:
     for kind, (before, after) in result["by_kind"].items():
         kinds.add_row(kind, str(result["held_out_kinds"][kind]), f"{before:.2f}", f"{after:.2f}")
     Console(width=100).print(kinds)
+    if not result["measures_claim"]:
+        Console(width=100).print(f"[yellow]not a measurement of the claim:[/] {result['why_not']}")
     if args.json:
         print(json.dumps(result))
 

@@ -115,6 +115,14 @@ def main() -> None:
         "plot": str(args.plot),
     }
     figures["gain"] = round(figures["reward_last5"] - figures["reward_first5"], 4)
+    # the claim (reward rises with GRPO steps) needs its first and last five steps apart:
+    # with 10 steps (--quick) they are adjacent and their difference is step-to-step noise
+    figures["measures_claim"] = len(rewards) >= 20
+    if not figures["measures_claim"]:
+        figures["why_not"] = (
+            f"{len(rewards)} steps: the first and last five steps sit side by side, so their "
+            "difference is not a trend; run without --quick (30 steps)"
+        )
     table = Table(title="GRPO on one-digit arithmetic (embedded policy)")
     for column in ("steps", "reward, first 5", "reward, last 5", "gain", "plot"):
         table.add_column(column, justify="right")
@@ -126,6 +134,8 @@ def main() -> None:
         str(args.plot),
     )
     Console().print(table)
+    if not figures["measures_claim"]:
+        Console().print(f"[yellow]not a measurement of the claim:[/] {figures['why_not']}")
     if args.json:
         print(json.dumps(figures))
 
