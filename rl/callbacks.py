@@ -59,13 +59,16 @@ class TemperatureDecay(TrainerCallback):
             set_temperature(self.trainer, value)
             self.current = value
         # TRL's metric seam (the one reward functions get): averaged into the step's logs.
-        self.trainer._log_metric("temperature", value)
+        from rl import trl_seam
+
+        trl_seam.log_metric(self.trainer, "temperature", value)
 
 
 def set_temperature(trainer: Any, value: float) -> None:
     """Sample and score at ``value`` from the next generation on."""
     from accelerate.utils import is_peft_model
-    from trl.trainer.utils import add_fused_lm_head
+
+    from rl import trl_seam
 
     trainer.temperature = value
     if getattr(trainer, "generation_config", None) is not None:
@@ -79,9 +82,7 @@ def set_temperature(trainer: Any, value: float) -> None:
     for model, outputs in ((policy, ("log_probs", "entropy")), (trainer.ref_model, None)):
         if model is None:
             continue
-        model.__dict__.pop("forward", None)  # back to the class's forward, then re-patch
-        kwargs = {"outputs": outputs} if outputs else {}
-        add_fused_lm_head(model, temperature=value, cast_lm_head_to_fp32=cast, **kwargs)
+        trl_seam.set_head_temperature(model, value, cast, outputs)
     log.debug("sampling temperature now %.3f", value)
 
 

@@ -36,8 +36,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from trl.chat_template_utils import parse_response
-from trl.trainer.utils import start_event_loop_in_daemon
+from rl import trl_seam
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ def rollout_loop() -> asyncio.AbstractEventLoop:
         if _LOOP is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            _, loop, ready = start_event_loop_in_daemon(name="summit-rollouts")
+            _, loop, ready = trl_seam.start_event_loop_in_daemon(name="summit-rollouts")
             ready.wait()
             pool = ThreadPoolExecutor(_TOOL_THREADS, thread_name_prefix="summit-tool")
             loop.call_soon_threadsafe(loop.set_default_executor, pool)
@@ -164,37 +163,32 @@ class MultiTurnMixin:
 
     rollout_limits: RolloutLimits = RolloutLimits()
 
-    # What this mixin reads of TRL's GRPOTrainer (pinned by tests/rl/test_trl_seam.py).
+    # What this mixin reads of TRL's GRPOTrainer's public attributes; the private ones go
+    # through rl.trl_seam (both pinned by tests/rl/test_trl_seam.py).
     environments: Any
     environment_factories: Any
     eos_token_ids: Any
     max_completion_length: Any
     max_tool_calling_iterations: Any
     tools: Any
-    _env_tools: Any
-    _batch_environments: Any
-    _sync_tool_dicts: Any
-    _async_tool_dicts: Any
-    _tokenizer: Any
     processing_class: Any
     chat_template: Any
     chat_template_kwargs: Any
     model: Any
     use_vllm: Any
     vllm_generation: Any
-    _generate_single_turn: Any
-    _get_tool_suffix_ids: Any
-    _log_metric: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # TRL lists every public method as a tool; the hooks are ours, not the policy's. They
         # stay in ``self.tools`` (only its truthiness matters there): an environment whose only
         # capability is the user still reaches this loop.
-        for name, tools in (getattr(self, "_env_tools", None) or {}).items():
-            self._env_tools[name] = [t for t in tools if _name(t) not in HOOKS]
+        listed = trl_seam.environment_tools(self)
+        for name, tools in listed.items():
+            listed[name] = [t for t in tools if _name(t) not in HOOKS]
 
     # ------------------------------------------------------------------ TRL's seam
+    # the override of trl_seam.TOOL_CALL_LOOP (a method has to be defined by its name)
     def _tool_call_loop(
         self,
         prompts: list[Any],
@@ -255,7 +249,7 @@ class MultiTurnMixin:
             ids, context = b.unparsed.pop(i)
             tools = self._row_tools(i)
             b.completions[i].append(
-                parse_response(self._tokenizer, ids, prefix=context, tools=tools)
+                trl_seam.parse_response(trl_seam.tokenizer(self), ids, prefix=context, tools=tools)
             )
         if not self._goes_on(b, i):
             return False
@@ -273,7 +267,7 @@ class MultiTurnMixin:
         """The row's calls in the order the policy wrote them (they may act on one state)."""
         tools = {
             name: fn
-            for name, fn in {**self._sync_tool_dicts[i], **self._async_tool_dicts[i]}.items()
+            for name, fn in trl_seam.row_tool_functions(self, i).items()
             if name not in HOOKS
         }
         step = _Step(calls=len(calls))
@@ -351,7 +345,7 @@ class MultiTurnMixin:
         if step.user_turn:
             suffix = self._get_user_suffix_ids(step.messages[0])
         else:
-            suffix = self._get_tool_suffix_ids(step.messages)
+            suffix = trl_seam.tool_suffix_ids(self, step.messages)
         used = len(b.completion_ids[i]) + len(suffix)
         if (
             used >= self.max_completion_length
@@ -374,7 +368,7 @@ class MultiTurnMixin:
     def _policy_turn(self, b: _Batch, rows: list[int]) -> None:
         """One batched generation for every row in ``rows``, cut to each row's budget."""
         contexts = [b.prompt_ids[i] + b.completion_ids[i] for i in rows]
-        new_ids, new_logprobs = self._generate_single_turn(contexts, None, {}, num_generations=1)
+        new_ids, new_logprobs = trl_seam.generate_turn(self, contexts)
         for k, i in enumerate(rows):
             room = self.max_completion_length - len(b.completion_ids[i])
             ids = list(new_ids[k][:room])
@@ -426,7 +420,7 @@ class MultiTurnMixin:
         render = self.processing_class.apply_chat_template
         prefix = list(render(dummy, add_generation_prompt=False, **kwargs))
         full = list(render([*dummy, message], add_generation_prompt=True, **kwargs))
-        ends = [k for k, t in enumerate(prefix) if t == self._tokenizer.eos_token_id]
+        ends = [k for k, t in enumerate(prefix) if t == trl_seam.tokenizer(self).eos_token_id]
         if ends:
             prefix = prefix[: ends[-1] + 1]
         if full[: len(prefix)] != prefix:
@@ -434,9 +428,7 @@ class MultiTurnMixin:
         return full[len(prefix) :]
 
     def _row_tools(self, i: int) -> Any:
-        if self.environment_factories is not None:
-            return self._env_tools[self._batch_environments[i]]
-        return self.tools
+        return trl_seam.row_tool_schemas(self, i)
 
     def _max_model_len(self) -> int:
         """The generation backend's context ceiling, read as TRL's own loop reads it."""
@@ -448,10 +440,10 @@ class MultiTurnMixin:
 
     def _log_rollout_metrics(self, b: _Batch) -> None:
         rows = max(len(b.prompt_ids), 1)
-        self._log_metric("agentic/user_turns", sum(b.user_turns) / rows)
-        self._log_metric("agentic/tool_calls", b.calls / rows)
-        self._log_metric("agentic/failures", float(b.failures))
-        self._log_metric("agentic/budget_stops", float(b.budget_stops))
+        trl_seam.log_metric(self, "agentic/user_turns", sum(b.user_turns) / rows)
+        trl_seam.log_metric(self, "agentic/tool_calls", b.calls / rows)
+        trl_seam.log_metric(self, "agentic/failures", float(b.failures))
+        trl_seam.log_metric(self, "agentic/budget_stops", float(b.budget_stops))
 
 
 def _name(tool: Any) -> str:

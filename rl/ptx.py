@@ -21,6 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, model_validator
 from trl import GRPOTrainer
 
+from rl import trl_seam
 from rl.gyms.base import read_jsonl
 
 IGNORE = -100
@@ -74,7 +75,7 @@ class PtxGRPOTrainer(GRPOTrainer):
             return loss
         batch = {k: v.to(loss.device) for k, v in self.ptx.next_batch().items()}
         ptx_loss = model(**batch).loss
-        self._metrics["train"]["ptx_loss"].append(float(ptx_loss.detach()))
+        trl_seam.log_train_metric(self, "ptx_loss", float(ptx_loss.detach()))
         return loss + self.ptx_weight * ptx_loss / self.current_gradient_accumulation_steps
 
 

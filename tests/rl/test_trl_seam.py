@@ -1,9 +1,11 @@
-"""Pins on the TRL 1.16 behaviour that rl/multiturn.py relies on.
+"""Pins on the TRL 1.16 internals that rl/trl_seam.py wraps, and the rule that nothing
+else reads them.
 
 ``rl.multiturn`` overrides one private method of ``GRPOTrainer`` (``_tool_call_loop``) and
-reads attributes TRL sets up around it. A TRL release that moves any of them would break
-multi-turn roll-outs quietly (a mask no longer in the loss, a user turn never asked), so
-each pin fails with a message naming what moved and the module to fix.
+reaches the batch TRL sets up around it through ``rl.trl_seam``, which also logs our
+metrics into TRL's and re-applies its fused log-prob head. A TRL release that moves any of
+them would break training quietly (a mask no longer in the loss, a user turn never asked,
+a metric dropped), so each pin fails with a message naming what moved and the module to fix.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ import pytest
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
-FIX = "rl/multiturn.py relies on it: adapt the mixin to the new TRL"
+FIX = "rl/trl_seam.py (and the override in rl/multiturn.py) rely on it: adapt them to the new TRL"
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("llm", "tool_registry", "sandboxes", "rubrics", "synth", "rl")
+PRIVATE = re.compile(
+    r"\._(log_metric|metrics|generate_single_turn|get_tool_suffix_ids|env_tools|"
+    r"batch_environments|sync_tool_dicts|async_tool_dicts|tokenizer|environment_pool)\b"
+    r"|__dict__\.pop\(\"forward\"|\btrl\.trainer\b"
+)
 
 
 def source(obj: Any) -> str:
@@ -84,6 +93,40 @@ def test_generation_and_suffix_helpers_keep_their_signatures() -> None:
     assert params(GRPOTrainer._log_metric) == ["self", "name", "value"], (
         f"GRPOTrainer._log_metric changed; {FIX}"
     )
+
+
+def test_the_metric_stores_and_the_fused_head_are_where_the_seam_reaches_them() -> None:
+    from trl import GRPOTrainer
+    from trl.trainer.utils import add_fused_lm_head
+
+    init = source(GRPOTrainer.__init__)
+    assert "self._metrics = " in init and "self._pending_metrics" in source(
+        GRPOTrainer._log_metric
+    ), f"GRPOTrainer keeps its metrics elsewhere; {FIX}"
+    assert {"model", "temperature", "cast_lm_head_to_fp32", "outputs"} <= set(
+        params(add_fused_lm_head)
+    ), f"trl.trainer.utils.add_fused_lm_head changed; {FIX}"
+    assert "add_fused_lm_head(" in init, f"GRPOTrainer no longer patches a fused head; {FIX}"
+
+
+def test_no_module_but_the_seam_reads_trl_internals() -> None:
+    """Every private name of TRL's that Summit uses is read in rl/trl_seam.py, so a TRL
+    upgrade is one module's work; the override of the roll-out loop is the one exception."""
+    found = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path == ROOT / "rl" / "trl_seam.py":
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if PRIVATE.search(line):
+                    found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert found == [], "TRL internals outside rl/trl_seam.py:\n" + "\n".join(found)
+
+
+def test_the_scan_sees_a_private_read() -> None:
+    assert PRIVATE.search("trainer._log_metric('x', 1.0)")
+    assert PRIVATE.search("from trl.trainer.utils import add_fused_lm_head")
+    assert not PRIVATE.search("from trl import GRPOTrainer")
 
 
 def test_the_tool_mask_multiplies_the_loss_mask() -> None:
