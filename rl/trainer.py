@@ -49,9 +49,9 @@ class Services(contextlib.ExitStack):
     ``clients`` holds the run's one :class:`~llm.ChatClient` per endpoint and event loop:
     the judge's (``resources.judge_client()``, for the gyms) and the critic's, each made on
     the loop that uses it (TRL's reward loop) and kept for the whole run. ``servers``
-    holds the run's embedded servers: the default model's (for ``embedded`` when
-    ``SUMMIT_EMBEDDED_URL`` is unset) and one per ``model_path`` checkpoint, each started
-    on first use.
+    holds the run's embedded servers: the default model's (for ``embedded``; the one at
+    ``SUMMIT_EMBEDDED_URL`` when that is set) and one per ``model_path`` checkpoint, each
+    started on first use.
     """
 
     def __init__(self, config: TrainConfig) -> None:
@@ -87,14 +87,11 @@ class Services(contextlib.ExitStack):
         self, name: str, model: str | None, max_concurrency: int, model_path: Path | None = None
     ) -> Any:
         from llm import get_endpoint
-        from llm.endpoints import EMBEDDED_URL_ENV
 
         # one server per model for the run, shared by the judge, the critic and the
         # environments (asked for from verifier threads and the reward loop: started once)
-        if model_path is not None:
+        if model_path is not None or name == "embedded":
             return self.servers.endpoint(model_path, max_concurrency=max_concurrency)
-        if name == "embedded" and not os.environ.get(EMBEDDED_URL_ENV):
-            return self.servers.endpoint(max_concurrency=max_concurrency)
         return get_endpoint(name, model=model, max_concurrency=max_concurrency)
 
     def _sandbox(self) -> Any:

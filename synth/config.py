@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -27,7 +26,7 @@ from pydantic import (
 
 from llm import Endpoint, get_endpoint, load_presets
 from llm.embedded.model import EMBEDDED, ModelDir, check_served_here
-from llm.endpoints import EMBEDDED_URL_ENV, check_preset
+from llm.endpoints import check_preset
 from llm.yamlconf import TextFile, checking_files, load_yaml_model
 from rubrics import Rubric, library
 from rubrics.loader import require
@@ -75,20 +74,16 @@ class RoleEndpoint(_Strict):
 
         ``servers`` are the run's embedded servers: a ``model_path`` gets its checkpoint's
         server there (started on first use; without ``servers`` a ``ValueError``), and the
-        ``embedded`` preset without ``base_url`` the default model's when no server runs
-        at ``SUMMIT_EMBEDDED_URL``. Without ``servers`` that preset needs one running.
+        ``embedded`` preset without ``base_url`` the default model's (which ``servers``
+        takes from ``SUMMIT_EMBEDDED_URL`` when a server runs there). Without ``servers``
+        that preset needs one running.
         """
         limits = {"max_concurrency": self.max_concurrency} if self.max_concurrency else {}
         if self.model_path is not None:
             if servers is None:
                 raise ValueError(f"{self.model_path} is served here: pass EmbeddedServers")
             return servers.endpoint(self.model_path, **limits)
-        if (
-            servers is not None
-            and self.preset == EMBEDDED
-            and not self.base_url
-            and not os.environ.get(EMBEDDED_URL_ENV)
-        ):
+        if servers is not None and self.preset == EMBEDDED and not self.base_url:
             return servers.endpoint(None, **limits)
         presets = load_presets()
         if self.base_url and self.preset in presets:

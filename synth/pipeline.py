@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 FLUSH_EVERY_S = 30.0
-EMBEDDED_URL_ENV = "SUMMIT_EMBEDDED_URL"
 
 
 class JobFailed(Exception):
@@ -415,28 +414,19 @@ def _sandboxes_swept(config: SynthConfig, run_id: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _embedded_if_needed(config: SynthConfig, console: Console) -> Iterator[EmbeddedServers | None]:
-    """Serve on loopback what the roles need: the embedded model when a role uses it and
-    none is running (``SUMMIT_EMBEDDED_URL``), and each ``model_path`` checkpoint, one
-    server per directory. Yields the servers (None when nothing is served here)."""
-    default = bool(config.roles_on("embedded")) and not os.environ.get(EMBEDDED_URL_ENV)
-    if not default and not config.checkpoints():
+    """The run's embedded servers when a role is on the embedded model or on a checkpoint
+    (``model_path``), None otherwise; each checkpoint is started now, so a bad one fails
+    before Ray. The roles resolve their endpoints against what is yielded."""
+    if not config.roles_on("embedded") and not config.checkpoints():
         yield None
         return
     from llm.embedded import EmbeddedServers
 
-    with EmbeddedServers() as servers:
-        for path in config.checkpoints():  # started now: a bad one fails before Ray
-            console.print(f"serving the checkpoint {path} on 127.0.0.1 ...", highlight=False)
+    announce = lambda line: console.print(line, highlight=False)  # noqa: E731
+    with EmbeddedServers(announce=announce) as servers:
+        for path in config.checkpoints():
             servers.server(path)
-        if not default:
-            yield servers
-            return
-        console.print("starting the embedded model on 127.0.0.1 ...")
-        os.environ[EMBEDDED_URL_ENV] = servers.server().url
-        try:
-            yield servers
-        finally:
-            os.environ.pop(EMBEDDED_URL_ENV, None)
+        yield servers
 
 
 def _progress(console: Console, every_s: float) -> StageProgress:

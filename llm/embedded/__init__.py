@@ -11,13 +11,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from llm.embedded.server import EmbeddedServer, embedded_endpoint
-    from llm.embedded.servers import EmbeddedServers
+    from llm.embedded.server import EmbeddedServer
+    from llm.embedded.servers import EmbeddedServers, embedded_endpoint
 
 __all__ = ["EmbeddedServer", "EmbeddedServers", "embedded_endpoint"]
 _HOMES = {
     "EmbeddedServer": "llm.embedded.server",
-    "embedded_endpoint": "llm.embedded.server",
+    "embedded_endpoint": "llm.embedded.servers",
     "EmbeddedServers": "llm.embedded.servers",
 }
 

@@ -24,8 +24,6 @@ import dataclasses
 import json
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -42,7 +40,7 @@ from pydantic import (
 
 from llm.embedded.engine import BatchEngine, EngineBusy, Generation, GenerationRequest
 from llm.embedded.model import DEFAULT_SYSTEM, MODEL_NAME, check_checkpoint, load_model
-from llm.endpoints import EMBEDDED_URL_ENV, Endpoint, get_endpoint, local_endpoint
+from llm.endpoints import Endpoint, local_endpoint
 from llm.loopback import LoopbackServer
 from llm.structured import extract_json
 from llm.toolcalls import HERMES_CLOSE, HERMES_OPEN, parse_tool_calls
@@ -518,17 +516,3 @@ def _busy(message: str) -> web.Response:
     """429 with a short Retry-After: the client backs off instead of queueing more."""
     error = {"message": message, "type": "rate_limit_error", "code": 429}
     return web.json_response({"error": error}, status=429, headers={"Retry-After": "1"})
-
-
-@contextmanager
-def embedded_endpoint(**server_args: Any) -> Iterator[Endpoint]:
-    """The ``embedded`` preset when ``SUMMIT_EMBEDDED_URL`` points at a running server of
-    the default model, else a server started for the duration of the block (always for
-    ``model_path=...``: a checkpoint is served by its own server)."""
-    import os
-
-    if os.environ.get(EMBEDDED_URL_ENV) and server_args.get("model_path") is None:
-        yield get_endpoint("embedded")
-        return
-    with EmbeddedServer(**server_args) as server:
-        yield server.endpoint()

@@ -27,6 +27,7 @@ from llm.embedded.model import (
     tool_chat_template,
 )
 from llm.errors import ConfigError
+from llm.testing import ScriptedEndpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 NUDGE = 0.01
@@ -212,3 +213,24 @@ def test_an_adapter_of_the_embedded_model_trained_elsewhere_finds_it_here(tmp_pa
     found = check_checkpoint(_adapter_of(elsewhere)(tmp_path))
     assert found.base == converted_dir()
     assert found.is_adapter and found.tokenizer_dir == converted_dir()
+
+
+@pytest.mark.integration
+def test_the_default_model_is_the_users_running_server_when_one_is_named(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EmbeddedServers decides alone whether to start the default model: with
+    SUMMIT_EMBEDDED_URL set it hands out that server and starts nothing; a checkpoint still
+    gets its own server, announced."""
+    from llm.endpoints import EMBEDDED_URL_ENV
+
+    lines: list[str] = []
+    with ScriptedEndpoint() as running:
+        monkeypatch.setenv(EMBEDDED_URL_ENV, running.url)
+        with EmbeddedServers(announce=lines.append, max_batch=2) as servers:
+            default = servers.endpoint(max_concurrency=5)
+            assert lines == []  # nothing started for the default model
+            own = servers.endpoint(checkpoint)
+    assert default.base_url == running.url.rstrip("/") and default.max_concurrency == 5
+    assert own.base_url != default.base_url and own.model == "sft-final"
+    assert lines == [f"serving the checkpoint {checkpoint} on 127.0.0.1 ..."]
