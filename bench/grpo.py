@@ -4,8 +4,10 @@ Side by side in one run, on the same embedded SmolLM2 policy, the same math prom
 same GRPO settings and seed: (a) Summit's trainer as the CLI builds it (`rl.trainer.build`:
 gym reward function with budget and per-gym metrics, temperature callback, progress
 display) and (b) a raw `trl.GRPOTrainer` with a plain reward function calling the same
-math-verify check. Each arm runs twice, in the order A B B A, to cancel drift; the figure
-is the median of TRL's own `step_time` over the steps after the first (warm-up).
+math-verify check. Every completion is forced to the same 32 tokens (``min_new_tokens``),
+so both arms generate the same work and the ratio measures Summit's own. Each arm runs
+twice, in the order A B B A, to cancel drift; the figure is the median of TRL's own
+`step_time` over the steps after the first (warm-up).
 
     python bench/grpo.py [--quick] [--json] [--steps N]
 """
@@ -42,6 +44,9 @@ def summit_config(out: str, steps: int) -> TrainConfig:
                 "per_device_train_batch_size": 8,
                 "num_generations": 4,
                 "max_completion_length": 32,
+                # every completion exactly 32 tokens: step times then follow Summit's own
+                # work, not how long the sampled answers happened to be
+                "extra": {"generation_kwargs": {"min_new_tokens": 32}},
                 "save_steps": 10_000,
                 "learning_rate": 1e-6,
             },
