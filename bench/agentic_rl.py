@@ -145,24 +145,23 @@ def build_trainer(out: str) -> Any:
 
 def play(trainer: Any, policy: ScriptedTurns, rows: int) -> tuple[float, int]:
     """Play ``rows`` roll-outs as one batch through the loop: (seconds, tool calls)."""
-    from trl.chat_template_utils import parse_response
+    from rl import trl_seam
 
     envs = [BenchDesk() for _ in range(rows)]
     for env in envs:
         env.reset()
-    trainer.environments, trainer._batch_environments = envs, [None] * rows
-    trainer._sync_tool_dicts = [{} for _ in envs]
-    trainer._async_tool_dicts = [{"lookup": e.lookup} for e in envs]
+    trl_seam.bind_batch(trainer, envs, [{} for _ in envs], [{"lookup": e.lookup} for e in envs])
     prompts = [[{"role": "user", "content": "Find me the fares."}] for _ in range(rows)]
-    prompt_ids, *_ = trainer._tokenize_prompts(prompts)
+    prompt_ids = trl_seam.tokenize_prompts(trainer, prompts)
     first = [list(policy.call) for _ in range(rows)]
-    tools = trainer._env_tools[None]
+    tools = trl_seam.environment_tools(trainer)[None]
+    tokenizer = trl_seam.tokenizer(trainer)
     completions = [
-        [parse_response(trainer._tokenizer, ids, prefix=p, tools=tools)]
+        [trl_seam.parse_response(tokenizer, ids, prefix=p, tools=tools)]
         for ids, p in zip(first, prompt_ids, strict=True)
     ]
     start = time.perf_counter()
-    result = trainer._tool_call_loop(prompts, prompt_ids, first, completions, None, None, {})
+    result = trl_seam.play_tool_loop(trainer, prompts, prompt_ids, first, completions, None)
     elapsed = time.perf_counter() - start
     assert all(e.user_turns == USER_TURNS and not e.failure for e in envs), "a roll-out fell short"
     return elapsed, int(result[4])
@@ -174,11 +173,15 @@ def measure_rollout(quick: bool) -> dict[str, Any]:
     rows = 4 * capacity  # a GRPO batch is larger than an endpoint's capacity
     sequential_rows = 2 if quick else 16
     per_row = TOOL_ROUNDS + USER_TURNS
+    from rl import trl_seam
+
     with tempfile.TemporaryDirectory() as out:
         trainer = build_trainer(out)
         policy = ScriptedTurns(trainer.processing_class)
-        trainer._generate_single_turn = policy
-        with ScriptedEndpoint(latency_s=latency, capacity=capacity) as server:
+        with (
+            trl_seam.scripted_turns(trainer, policy),
+            ScriptedEndpoint(latency_s=latency, capacity=capacity) as server,
+        ):
             BenchDesk.endpoint = server.endpoint(max_concurrency=4 * rows)
             play(trainer, policy, 1)  # warm-up: client, loop, template caches
             served = len(server.requests)

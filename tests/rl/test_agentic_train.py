@@ -25,6 +25,7 @@ KINDS = ("executable", "simulated", "mcp", "docker")
 
 @pytest.fixture(scope="module")
 def agentic_run(module_dir: Path, sandbox_image: str) -> Any:
+    from rl import trl_seam
     from rl.config import load_config
     from rl.trainer import Services, build
 
@@ -65,7 +66,7 @@ def agentic_run(module_dir: Path, sandbox_image: str) -> Any:
             trainer.train()
             environments = [
                 env
-                for pool in trainer._environment_pool.values()
+                for pool in trl_seam.environment_pool(trainer).values()
                 for env in pool
                 if getattr(env, "task", None)  # not the plain environment of text rows
             ]

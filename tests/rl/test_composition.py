@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from trl.trainer.utils import shutdown_event_loop_in_daemon, start_event_loop_in_daemon
 
 from llm.testing import ScriptedEndpoint
 from rl.composition import RewardComposition
@@ -22,6 +21,7 @@ from rl.config import CriticConfig
 from rl.critique import CritiqueReward, EndpointCritic
 from rl.gyms import Budget, build_gym
 from rl.gyms.base import Resources, reward_function
+from rl.trl_seam import shutdown_event_loop_in_daemon, start_event_loop_in_daemon
 
 BLOCK = re.compile(r"<<<RESPONSE ([AB]) \w+>>>\n(.*?)\n<<<END RESPONSE", re.DOTALL)
 

@@ -21,6 +21,7 @@ import pytest
 from llm import ChatClient
 from llm.endpoints import Endpoint
 from llm.testing import Reply, Rule, Script, ScriptedEndpoint
+from rl import trl_seam
 from rl.multiturn import RolloutLimits, openai_messages, rollout_loop, with_multiturn
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -207,27 +208,20 @@ def row(task: str, mode: str = "ok") -> dict[str, Any]:
 
 
 def play(trainer: Any, policy: ScriptedPolicy, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """One batch through TRL's real ``_generate_and_score_completions`` with ``policy`` playing."""
-    captured: dict[str, Any] = {}
-    generate = trainer._generate
-
-    def capture(prompts: list[Any]) -> Any:
-        captured["gen"] = generate(prompts)
-        return captured["gen"]
-
-    trainer._generate_single_turn, trainer._generate = policy, capture
-    try:
-        out = trainer._generate_and_score_completions(rows)
-    finally:
-        del trainer._generate_single_turn, trainer._generate
-    _, completion_ids, tool_mask, completions, *_ = captured["gen"]
+    """One batch through TRL's real generation and scoring with ``policy`` playing."""
+    with (
+        trl_seam.scripted_turns(trainer, policy),
+        trl_seam.captured_generations(trainer) as captured,
+    ):
+        out = trl_seam.generate_and_score(trainer, rows)
+    _, completion_ids, tool_mask, completions, *_ = captured[-1]
     return {
         "out": out,
         "completion_ids": completion_ids,
         "tool_mask": tool_mask,
         "completions": completions,
         "envs": list(trainer.environments),
-        "metrics": {k: v[-1] for k, v in trainer._metrics["train"].items() if v},
+        "metrics": {k: v[-1] for k, v in trl_seam.train_metrics(trainer).items() if v},
     }
 
 
@@ -275,18 +269,15 @@ def test_masks_cover_exactly_the_policy_tokens(trainer: Any) -> None:
 def test_masked_tokens_get_logprob_zero(trainer: Any) -> None:
     tok = trainer.processing_class
     policy = ScriptedPolicy(tok, SCRIPT, logprob=-0.5)
-    trainer._generate_single_turn = policy
-    try:
+    with trl_seam.scripted_turns(trainer, policy):
         envs = bind(trainer, [row("A")])
-        prompt_ids, *_ = trainer._tokenize_prompts([row("A")["prompt"]])
+        prompt_ids = trl_seam.tokenize_prompts(trainer, [row("A")["prompt"]])
         first, _ = policy(prompt_ids, None, {}, 1)
         completions = [[parse(trainer, first[0], prompt_ids[0])]]
-        mask, _, ids, logprobs, *_ = trainer._tool_call_loop(
-            [row("A")["prompt"]], prompt_ids, [first[0]], completions, [[-0.5] * len(first[0])],
-            None, {},
+        mask, _, ids, logprobs, *_ = trl_seam.play_tool_loop(
+            trainer, [row("A")["prompt"]], prompt_ids, [first[0]], completions,
+            [[-0.5] * len(first[0])],
         )  # fmt: skip
-    finally:
-        del trainer._generate_single_turn
     assert envs[0].user_turns == 2
     assert len(logprobs[0]) == len(ids[0]) == len(mask[0])
     assert {lp for lp, m in zip(logprobs[0], mask[0], strict=True) if m == 0} == {0.0}
@@ -298,19 +289,19 @@ def bind(trainer: Any, rows: list[dict[str, Any]]) -> list[Any]:
     envs = [WeatherDesk() for _ in rows]
     for env, r in zip(envs, rows, strict=True):
         env.reset(**r)
-    trainer.environments, trainer._batch_environments = envs, [None] * len(rows)
-    trainer._sync_tool_dicts = [{"note": e.note} for e in envs]
-    trainer._async_tool_dicts = [
-        {"weather": e.weather, "user_turn": e.user_turn, "finish": e.finish} for e in envs
-    ]
+    trl_seam.bind_batch(
+        trainer,
+        envs,
+        [{"note": e.note} for e in envs],
+        [{"weather": e.weather, "user_turn": e.user_turn, "finish": e.finish} for e in envs],
+    )
     return envs
 
 
 def parse(trainer: Any, ids: list[int], prefix: list[int]) -> dict[str, Any]:
-    from trl.chat_template_utils import parse_response
-
+    tools = trl_seam.environment_tools(trainer)[None]
     return dict(
-        parse_response(trainer._tokenizer, ids, prefix=prefix, tools=trainer._env_tools[None])
+        trl_seam.parse_response(trl_seam.tokenizer(trainer), ids, prefix=prefix, tools=tools)
     )
 
 
@@ -340,10 +331,10 @@ def test_finish_runs_once_and_policy_tokens_count_only_the_policy(trainer: Any) 
 
 
 def test_hooks_are_never_shown_to_the_policy_as_tools(trainer: Any) -> None:
-    names = {t.__name__ for t in trainer._env_tools[None]}
+    names = {t.__name__ for t in trl_seam.environment_tools(trainer)[None]}
     assert names == {"weather", "note"}
-    trainer._batch_environments = [None]
-    prompt_ids, *_ = trainer._tokenize_prompts([row("A")["prompt"]])
+    bind(trainer, [row("A")])
+    prompt_ids = trl_seam.tokenize_prompts(trainer, [row("A")["prompt"]])
     rendered = trainer.processing_class.decode(prompt_ids[0])
     assert '"weather"' in rendered and "user_turn" not in rendered and "finish" not in rendered
 
@@ -448,7 +439,8 @@ def test_with_multiturn_composes_with_the_ptx_trainer() -> None:
 
     cls = with_multiturn(PtxGRPOTrainer)
     assert cls is with_multiturn(PtxGRPOTrainer)
-    assert cls._tool_call_loop is MultiTurnMixin._tool_call_loop
+    loop = trl_seam.TOOL_CALL_LOOP
+    assert getattr(cls, loop) is getattr(MultiTurnMixin, loop)
     assert cls.compute_loss is PtxGRPOTrainer.compute_loss
 
 
@@ -463,16 +455,9 @@ def test_one_real_grpo_step_with_a_user_in_the_loop(
         tmp_path, max_completion_length=96, prompt="Hi!", batch=4, max_steps=1,
         temperature=0.7, learning_rate=1e-4,
     )  # fmt: skip
-    captured: list[Any] = []
-    generate = trainer._generate
-
-    def capture(prompts: list[Any]) -> Any:
-        captured.append(generate(prompts))
-        return captured[-1]
-
-    trainer._generate = capture
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
-    trainer.train()
+    with trl_seam.captured_generations(trainer) as captured:
+        trainer.train()
     _, completion_ids, tool_mask, completions, *_ = captured[0]
     assert any(m["role"] == "user" for c in completions for m in c), "a user turn was played"
     tok = trainer.processing_class
