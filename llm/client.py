@@ -185,7 +185,7 @@ class ChatClient:
         tries = 0
         while tries <= ep.max_retries:
             if last is not None:
-                pause = self._backoff(tries, last)
+                pause = self.backoff_s(tries, last.retry_after)
                 if last.deadline is not None and time.monotonic() + pause >= last.deadline:
                     break  # no time left for another try
                 self.usage.retries += 1
@@ -219,10 +219,12 @@ class ChatClient:
             attempts=attempts,
         )
 
-    def _backoff(self, attempt: int, last: _Retry | None) -> float:
+    def backoff_s(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before try ``attempt + 1``: the server's ``Retry-After`` (capped,
+        a little jitter) when it sent one, else full jitter under an exponential ceiling."""
         ep = self.endpoint
-        if last is not None and last.retry_after is not None:
-            return min(ep.backoff_max_s, last.retry_after) + self._rng.uniform(0, 0.05)
+        if retry_after is not None:
+            return min(ep.backoff_max_s, retry_after) + self._rng.uniform(0, 0.05)
         ceiling = min(ep.backoff_max_s, ep.backoff_base_s * 2 ** (attempt - 1))
         return self._rng.uniform(0, ceiling)
 

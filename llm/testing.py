@@ -203,7 +203,7 @@ class ScriptedEndpoint(LoopbackServer):
             {"object": "list", "data": [{"id": self.model, "object": "model"}]}
         )
 
-    def _latency(self) -> float:
+    def draw_latency(self) -> float:
         """``latency_s``, or with ``latency_spread`` s a seeded uniform draw from
         ``latency_s × [1 - s, 1 + s]`` (same mean: real endpoints answer unevenly)."""
         if not self.latency_spread:
@@ -255,7 +255,7 @@ class ScriptedEndpoint(LoopbackServer):
         self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
             if self.latency_s:
-                await asyncio.sleep(self._latency())
+                await asyncio.sleep(self.draw_latency())
             if fault == "timeout":
                 self._count("timeout")
                 await asyncio.sleep(self.faults.hang_s)

@@ -88,7 +88,7 @@ class Recipe:
         """The policy the next stage starts from (a model directory)."""
         self.evaluations: dict[str, dict[str, Any]] = {}
         """Per evaluation point (``base``, ``sft``, ``rs1``, ``grpo``): its results."""
-        self._evaluated: dict[str, tuple[str, str]] = {}
+        self.evaluated: dict[str, tuple[str, str]] = {}
         """Policy -> (the evaluation stage that measured it, its results file)."""
 
     # ------------------------------------------------------------------ the run
@@ -99,19 +99,19 @@ class Recipe:
             self.run_dir / "recipe.yaml", (yaml.safe_dump(config.model_dump(mode="json"))).encode()
         )
         self.stage("synth", self._synth)
-        self._evaluate("base")
+        self.evaluate("base")
         if config.sft is not None:
             self.stage("sft", self._first_sft)
-            self._evaluate("sft")
+            self.evaluate("sft")
         rejection = config.rejection
         for n in range(1, (rejection.rounds if rejection else 0) + 1):
             assert rejection is not None
             sampled = Path(self.stage(f"rs{n}-sample", self._sample)["output_dir"])
             self.stage(f"rs{n}-sft", self._round_sft(sampled, rejection.sft_set))
-            self._evaluate(f"rs{n}", point="rejection")
+            self.evaluate(f"rs{n}", point="rejection")
         if config.grpo is not None:
             self.stage("grpo", self._grpo)
-            self._evaluate("grpo")
+            self.evaluate("grpo")
         return self.summary()
 
     def stage(self, stage_id: str, plan: Plan) -> dict[str, Any]:
@@ -170,13 +170,13 @@ class Recipe:
 
     def _first_sft(self, directory: Path) -> Command | Skip:
         """The ``sft`` stage: its config's own data plus the synthesis' train-split rows."""
-        return self._sft(directory, [self._synth_train_rows(directory)], [], own=True)
+        return self.sft_stage(directory, [self._synth_train_rows(directory)], [], own=True)
 
     def _round_sft(self, sampled: Path, extra: list[str]) -> Plan:
         """A rejection round's SFT: the trials that passed, on top of the ``sft`` config."""
-        return lambda directory: self._sft(directory, [sampled], extra)
+        return lambda directory: self.sft_stage(directory, [sampled], extra)
 
-    def _sft(
+    def sft_stage(
         self, directory: Path, sources: list[Path], extra: list[str], *, own: bool = False
     ) -> Command | Skip:
         """SFT of the current policy on ``sources`` (and, with ``own``, on the data the
@@ -234,18 +234,20 @@ class Recipe:
             argv += ["--resume", "latest"]
         return Command(argv, {"policy": str(directory / "out" / "final"), "tasks": count})
 
-    def _evaluate(self, name: str, point: str | None = None) -> None:
+    def evaluate(self, name: str, point: str | None = None) -> None:
+        """The evaluation stage ``eval-<name>`` of the current policy, when the config
+        evaluates at ``point`` (default ``name``); an unchanged policy reuses its results."""
         if (point or name) not in self.config.evaluation.after:
             return
         stage_id = f"eval-{name}"
         outputs = self.stage(stage_id, self._eval_plan)
         if outputs.get("results") and Path(outputs["results"]).exists():
             self.evaluations[name] = json.loads(Path(outputs["results"]).read_text())
-            self._evaluated.setdefault(self.policy, (stage_id, outputs["results"]))
+            self.evaluated.setdefault(self.policy, (stage_id, outputs["results"]))
 
     def _eval_plan(self, directory: Path) -> Command | Skip:
-        if self.policy in self._evaluated:  # a training stage was skipped: same weights
-            earlier, measured = self._evaluated[self.policy]
+        if self.policy in self.evaluated:  # a training stage was skipped: same weights
+            earlier, measured = self.evaluated[self.policy]
             return Skip(f"the policy is unchanged since {earlier}", {"results": measured})
         data = self.config.evaluation.data()
         data["output_dir"] = str(directory / "out")

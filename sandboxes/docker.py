@@ -244,6 +244,13 @@ class DockerSandbox:
             self.close()
             raise
 
+    @property
+    def containers(self) -> list[Any]:
+        """The sandbox's containers now (pooled or running a job): Docker SDK objects, for
+        inspection; the sandbox keeps managing them."""
+        with self._lock:
+            return list(self._live)
+
     def __enter__(self) -> DockerSandbox:
         return self
 

@@ -92,7 +92,7 @@ def _run(
     config: SynthConfig, store: RunStore, console: Console, progress_every_s: float
 ) -> Manifest:
     _bind(store, config)
-    with _embedded_if_needed(config, console) as servers:
+    with embedded_servers(config, console) as servers:
         endpoints: dict[str, Endpoint] = {role: config.endpoint(role, servers) for role in ROLES}
         asyncio.run(preflight(endpoints))
         if config.environment_mix.docker > 0:
@@ -413,7 +413,7 @@ def _sandboxes_swept(config: SynthConfig, run_id: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _embedded_if_needed(config: SynthConfig, console: Console) -> Iterator[EmbeddedServers | None]:
+def embedded_servers(config: SynthConfig, console: Console) -> Iterator[EmbeddedServers | None]:
     """The run's embedded servers when a role is on the embedded model or on a checkpoint
     (``model_path``), None otherwise; each checkpoint is started now, so a bad one fails
     before Ray. The roles resolve their endpoints against what is yielded."""

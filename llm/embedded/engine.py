@@ -179,6 +179,11 @@ class BatchEngine:
         return self.stats.rows_served
 
     @property
+    def alive(self) -> bool:
+        """Whether the engine's decoding thread runs (until :meth:`close` ends it)."""
+        return self._thread.is_alive()
+
+    @property
     def running(self) -> int:
         """Rows being decoded."""
         return len(self._rows)
@@ -425,29 +430,13 @@ class BatchEngine:
                 if row.matcher.is_stopped():
                     row.finish = "stop"
                     continue
-            if row.request.stop and self._stopped(row):
-                continue
+            if row.request.stop:
+                cut = stop_cut(self.tokenizer, row.tokens, row.request.stop)
+                if cut is not None:
+                    row.text, row.finish = cut, "stop"
+                    continue
             if len(row.tokens) >= row.request.max_new_tokens:
                 row.finish = "length"
-
-    def _stopped(self, row: _Row) -> bool:
-        """Whether a stop string has appeared; then the row's text is cut before it.
-
-        Earlier steps found none, so a new one ends in the newest token and lies within
-        the last ``len(stop)`` tokens (every token is at least a character, or a byte of
-        one): only that tail is decoded every step, the whole text once it matches.
-        """
-        stops = row.request.stop
-        window = 2 * max(len(s) for s in stops) + 4
-        tail = self.tokenizer.decode(row.tokens[-window:], skip_special_tokens=False)
-        if not any(s in tail for s in stops):
-            return False
-        text = self.tokenizer.decode(row.tokens, skip_special_tokens=False)
-        cut = min((text.find(s) for s in stops if s in text), default=-1)
-        if cut < 0:  # the tail decoded apart from its context looked like a stop string
-            return False
-        row.text, row.finish = text[:cut], "stop"
-        return True
 
     def _finish(self, row: _Row, reason: str) -> None:
         if reason == "abandoned":
@@ -464,6 +453,25 @@ class BatchEngine:
                 completion_tokens=len(row.tokens),
             ),
         )
+
+
+def stop_cut(tokenizer: Any, tokens: list[int], stops: list[str]) -> str | None:
+    """The text of ``tokens`` before the first of ``stops`` once one has appeared, else
+    None; called after every new token.
+
+    Earlier tokens held none, so a new one ends in the newest token and lies within the
+    last ``len(stop)`` tokens (every token is at least a character, or a byte of one):
+    only that tail is decoded every step, the whole text once it matches.
+    """
+    window = 2 * max(len(s) for s in stops) + 4
+    tail = tokenizer.decode(tokens[-window:], skip_special_tokens=False)
+    if not any(s in tail for s in stops):
+        return None
+    text = tokenizer.decode(tokens, skip_special_tokens=False)
+    cut = min((text.find(s) for s in stops if s in text), default=-1)
+    if cut < 0:  # the tail decoded apart from its context looked like a stop string
+        return None
+    return str(text[:cut])
 
 
 def _settle(

@@ -92,7 +92,7 @@ async def test_backoff_grows_exponentially_without_retry_after() -> None:
     async with ScriptedEndpoint(["ok"], faults=faults) as server:
         endpoint = server.endpoint(max_retries=3, backoff_base_s=0.2, backoff_max_s=5)
         client = ChatClient(endpoint)
-        sleeps = [client._backoff(attempt, None) for attempt in (1, 2, 3) for _ in range(200)]
+        sleeps = [client.backoff_s(attempt) for attempt in (1, 2, 3) for _ in range(200)]
         result = await client.chat(USER)
         await client.aclose()
     assert result.content == "ok"

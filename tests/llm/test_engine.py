@@ -162,25 +162,22 @@ def test_a_cancelled_row_leaves_at_the_next_step_and_close_ends_the_thread(model
     waiting = eng.submit(request(prompt(model, "Numbers."), 500, json_schema=LONG))
     until(lambda: eng.running == 1, "running again")
     eng.close()
-    assert waiting.cancelled() and not eng._thread.is_alive()
+    assert waiting.cancelled() and not eng.alive
 
 
-def test_a_stop_string_spanning_tokens_cuts_the_text_where_it_begins(model, engine) -> None:
-    from concurrent.futures import Future
+def test_a_stop_string_spanning_tokens_cuts_the_text_where_it_begins(model) -> None:
+    from llm.embedded.engine import stop_cut
 
-    from llm.embedded.engine import _Row
-
-    eng = engine(max_batch=1)
     _, tokenizer = model
     text = "The flight to Oslo leaves at noon. Booking confirmed: ABC123. Anything else?"
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     for stop, cut in (("ing conf", "The flight to Oslo leaves at noon. Book"), ("zzz", None)):
-        row = _Row(request=request([1], 99, stop=[stop]), future=Future(), generator=None)
+        found = None
         for end in range(1, len(ids) + 1):  # token by token, as decoding appends them
-            row.tokens = ids[:end]
-            if eng._stopped(row):
+            found = stop_cut(tokenizer, ids[:end], [stop])
+            if found is not None:
                 break
-        assert row.text == cut, stop
+        assert found == cut, stop
 
 
 def test_the_next_turn_reuses_the_keys_of_the_last_prompt_and_its_reply(model, engine) -> None:

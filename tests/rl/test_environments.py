@@ -380,7 +380,7 @@ def test_a_sandbox_that_gives_no_answer_fails_the_episode(sandbox_image: str) ->
         cls = environment_for("docker", "code", docker_specs(), sandbox=lambda: box)
         env = cls()
         env.reset(**row_for(spec_of(demo("demo-docker"))))
-        for container in list(box._live):  # freeze the pool: its agent cannot answer
+        for container in box.containers:  # freeze the pool: its agent cannot answer
             container.pause()
         (reply,) = play(env.run_python(code="print(1)"))
     assert reply.startswith("error: the environment has failed")

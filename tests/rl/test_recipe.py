@@ -78,9 +78,9 @@ def test_an_unchanged_policy_is_not_evaluated_twice(tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     results.write_text(json.dumps({"agentic": {"overall": {"pass@1": 0.5}}}))
     recipe.stage("eval-base", lambda d: Command(_python("pass"), {"results": str(results)}))
-    recipe._evaluated[recipe.policy] = ("eval-base", str(results))
+    recipe.evaluated[recipe.policy] = ("eval-base", str(results))
     recipe.stage("sft", lambda d: Skip("nothing passed"))
-    recipe._evaluate("sft")
+    recipe.evaluate("sft")
     marker = json.loads((tmp_path / "run" / "stages" / "eval-sft" / "done.json").read_text())
     assert marker["status"] == "skipped" and "unchanged since eval-base" in marker["reason"]
     assert recipe.evaluations["sft"] == {"agentic": {"overall": {"pass@1": 0.5}}}
@@ -89,11 +89,11 @@ def test_an_unchanged_policy_is_not_evaluated_twice(tmp_path: Path) -> None:
 def test_sft_trains_on_its_own_data_when_the_synthesis_kept_nothing(tmp_path: Path) -> None:
     recipe = Recipe(_config(tmp_path / "run", sft={"config": "configs/sft/demo.yaml"}))
     empty = tmp_path / "none.parquet"
-    first = recipe._sft(tmp_path, [empty], [], own=True)
+    first = recipe.sft_stage(tmp_path, [empty], [], own=True)
     assert isinstance(first, Command)
     written = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert written["data"] == ["configs/sft/bank.jsonl"] and written["model"] == recipe.policy
-    assert isinstance(recipe._sft(tmp_path, [empty], []), Skip)  # a round with no passes
+    assert isinstance(recipe.sft_stage(tmp_path, [empty], []), Skip)  # a round with no passes
 
 
 DRIVER = """

@@ -189,7 +189,7 @@ def probe(result: RunResult) -> dict[str, object]:
 
 
 def containers(box: DockerSandbox) -> set[str]:
-    return {container.id for container in box._live}
+    return {container.id for container in box.containers}
 
 
 def test_a_clean_run_keeps_its_container_warm(pool) -> None:
@@ -214,7 +214,7 @@ def start(box: DockerSandbox, files: dict[str, str]) -> tuple[threading.Thread, 
 
 
 def freeze_idle(box: DockerSandbox, stop: str) -> RunResult:
-    (container,) = box._live
+    (container,) = box.containers
     if stop == "pause":
         container.pause()
     else:
@@ -223,7 +223,7 @@ def freeze_idle(box: DockerSandbox, stop: str) -> RunResult:
 
 
 def freeze_mid_run(box: DockerSandbox) -> RunResult:
-    (container,) = box._live
+    (container,) = box.containers
     thread, results = start(box, {"main.py": "import time\ntime.sleep(1000)"})
     while not any("main.py" in " ".join(p) for p in container.top()["Processes"]):
         assert thread.is_alive()
@@ -260,7 +260,7 @@ def test_a_container_that_died_while_idle_is_replaced_before_the_next_run(
     sandbox_image: str, death: str
 ) -> None:
     with DockerSandbox(sandbox_image, pool_size=1) as box:
-        (container,) = box._live
+        (container,) = box.containers
         if death == "removed":
             container.remove(force=True)
         elif death == "killed":
@@ -276,7 +276,7 @@ def test_a_container_that_died_while_idle_is_replaced_before_the_next_run(
 def test_the_pool_heals_after_the_engine_refuses_a_replacement(sandbox_image: str) -> None:
     with DockerSandbox(sandbox_image, pool_size=2) as box:
         box.image = "summit-sandbox:missing"  # the engine refuses to create from it
-        for container in list(box._live):
+        for container in box.containers:
             container.kill()
             container.wait()
         for _ in range(3):
@@ -287,7 +287,7 @@ def test_the_pool_heals_after_the_engine_refuses_a_replacement(sandbox_image: st
 
         results = run_programs(box, ["print('healed')"] * 4)
         assert [r.stdout for r in results] == ["healed\n"] * 4
-        assert len(box._live) == 2
+        assert len(box.containers) == 2
 
 
 def test_a_pool_its_owner_never_closed_is_swept_by_its_label(sandbox_image: str) -> None:

@@ -67,7 +67,7 @@ def test_roles_on_a_checkpoint_are_not_the_embedded_model(tmp_path: Path) -> Non
 @pytest.mark.integration
 def test_a_role_on_a_checkpoint_is_served_by_its_own_server(tmp_path: Path) -> None:
     from llm.embedded.model import ensure_converted
-    from synth.pipeline import _embedded_if_needed, preflight
+    from synth.pipeline import embedded_servers, preflight
 
     checkpoint = tmp_path / "agent-v2"
     shutil.copytree(ensure_converted(), checkpoint)
@@ -79,7 +79,7 @@ def test_a_role_on_a_checkpoint_is_served_by_its_own_server(tmp_path: Path) -> N
             {"output_dir": str(tmp_path / "out"), "endpoints": endpoints},
             context={"check_files": True},
         )
-        with _embedded_if_needed(config, Console(quiet=True)) as servers:
+        with embedded_servers(config, Console(quiet=True)) as servers:
             resolved: dict[str, Endpoint] = {r: config.endpoint(r, servers) for r in ROLES}
             asyncio.run(preflight(resolved))  # every role answers
             assert servers is not None
