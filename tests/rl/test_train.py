@@ -61,14 +61,20 @@ def mixed_run(module_dir: Path) -> dict[str, Any]:
     )
     with Services(cfg) as services:
         trainer = build(cfg, services)
+        before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
         trainer.train()
-    return {"trainer": trainer, "config": cfg, "out": out}
+    changed = [n for n, p in trainer.model.named_parameters() if not p.detach().equal(before[n])]
+    return {"trainer": trainer, "config": cfg, "out": out, "changed": changed}
 
 
 @pytest.mark.integration
 def test_two_steps_mixing_gyms_train_log_per_gym_metrics_and_checkpoint(mixed_run) -> None:
     trainer, out = mixed_run["trainer"], mixed_run["out"]
     assert trainer.state.global_step == 2
+    # the policy moves exactly when a group's rewards differed (else every advantage is 0);
+    # tests/rl/test_multiturn.py has the step whose rewards are made to differ
+    varied = any(e.get("frac_reward_zero_std", 1.0) < 1.0 for e in trainer.state.log_history)
+    assert bool(mixed_run["changed"]) == varied, (varied, mixed_run["changed"][:3])
     logged = {k for entry in trainer.state.log_history for k in entry}
     assert {"rewards/math/mean", "rewards/ifeval/mean", "rewards/tool_use/mean"} <= logged
     for gym in ("math", "ifeval", "tool_use"):
@@ -89,17 +95,19 @@ def test_temperature_decays_from_start_to_end_in_the_sampler(mixed_run) -> None:
 
 @pytest.mark.integration
 def test_tool_use_rows_play_in_real_executable_environments_through_trl(mixed_run) -> None:
+    from rl import trl_seam
     from rl.environments import AgenticEnvironment
     from rl.gyms import build_gym
     from rl.gyms.base import reward_function
     from rl.multiturn import run_in_rollout_loop
 
     trainer = mixed_run["trainer"]
-    keys = [k for k in trainer._environment_pool if k.startswith("executable:bank:")]
-    assert len(keys) == 1, list(trainer._environment_pool)
-    pool = trainer._environment_pool[keys[0]]
+    pools = trl_seam.environment_pool(trainer)
+    keys = [k for k in pools if k.startswith("executable:bank:")]
+    assert len(keys) == 1, list(pools)
+    pool = pools[keys[0]]
     assert pool and all(isinstance(env, AgenticEnvironment) for env in pool)
-    assert "transfer" in {t.__name__ for t in trainer._env_tools[keys[0]]}
+    assert "transfer" in {t.__name__ for t in trl_seam.environment_tools(trainer)[keys[0]]}
     env = pool[0]
     task = env.task
     # Call the tool the way the roll-out loop does: on its loop, keyword arguments.
