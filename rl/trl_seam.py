@@ -9,8 +9,7 @@ utilities) covers most of what ``rl`` needs. What it does not cover goes through
 - metrics our code adds to TRL's per-step averages (:func:`log_metric`,
   :func:`log_train_metric`);
 - the fused log-prob head, re-applied when the sampling temperature changes
-  (:func:`set_head_temperature`).
-
+  (:func:`set_head_temperature`);
 - for tests and benchmarks that drive TRL's generation directly: a scripted policy in
   place of the model (:func:`scripted_turns`), a batch bound by hand (:func:`bind_batch`),
   one pass of the roll-out loop (:func:`play_tool_loop`), TRL's generation captured
