@@ -208,6 +208,14 @@ def line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
+def first_problem(exc: ValidationError, top: str) -> str:
+    """``field.path: message`` of ``exc``'s first error; ``top`` names the field when the
+    error is about the whole value (``(row)``, ``(manifest)``)."""
+    problem = exc.errors()[0]
+    field = ".".join(str(p) for p in problem["loc"]) or top
+    return f"{field}: {problem['msg']}"
+
+
 def format_loc(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:

@@ -91,7 +91,7 @@ def report(output_dir: Path = typer.Argument(..., help="A run's output directory
     """Re-render report.html from a run's shards and manifest."""
     from pydantic import ValidationError
 
-    from llm.yamlconf import YamlConfigError, read_text
+    from llm.yamlconf import YamlConfigError, first_problem, read_text
     from synth.report import write_report
     from synth.store import RunStore
 
@@ -109,9 +109,7 @@ def report(output_dir: Path = typer.Argument(..., help="A run's output directory
     try:
         parsed = Manifest.model_validate(manifest)
     except ValidationError as exc:
-        problem = exc.errors()[0]
-        field = ".".join(str(p) for p in problem["loc"]) or "(manifest)"
-        _fail(f"{path}: not a run manifest: {field}: {problem['msg']}")
+        _fail(f"{path}: not a run manifest: {first_problem(exc, '(manifest)')}")
     console.print(f"report: {write_report(RunStore(output_dir), parsed)}")
 
 

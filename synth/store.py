@@ -30,6 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from llm import ConfigError
 from llm.files import atomic_write
+from llm.yamlconf import first_problem
 from synth.schema import Record
 
 M = TypeVar("M", bound=BaseModel)
@@ -93,9 +94,7 @@ class RunStore:
             try:
                 models.append(model.model_validate_json(line))
             except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"]) or "(line)"
-                raise _unreadable(path, number, f"{where}: {first['msg']}") from None
+                raise _unreadable(path, number, first_problem(exc, "(line)")) from None
         return models
 
     def save_json(self, name: str, data: Any) -> Path:

@@ -44,6 +44,7 @@ from llm.endpoints import Endpoint, local_endpoint
 from llm.loopback import LoopbackServer
 from llm.structured import extract_json
 from llm.toolcalls import HERMES_CLOSE, HERMES_OPEN, parse_tool_calls
+from llm.yamlconf import first_problem
 
 CONTEXT_TOKENS = 8192
 """The window assumed for a model whose config does not state one."""
@@ -501,9 +502,7 @@ def _valid_json(text: str, schema: dict[str, Any]) -> bool:
 
 def _describe(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(body)"
-        return f"invalid request: {where}: {first['msg']}"
+        return f"invalid request: {first_problem(exc, '(body)')}"
     return f"invalid request body: {exc}"
 
 

@@ -52,7 +52,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llm.types import final_assistant_text
-from llm.yamlconf import YamlConfigError, read_text
+from llm.yamlconf import YamlConfigError, first_problem, read_text
 from rl.clients import ClientPool
 from rubrics.degenerate import degeneracy
 
@@ -571,9 +571,7 @@ def read_jsonl(path: str | Path, model: type[R]) -> list[R]:
         try:
             rows.append(model.model_validate(value))
         except ValidationError as exc:
-            problem = exc.errors()[0]
-            field = ".".join(str(p) for p in problem["loc"]) or "(row)"
-            raise GymError(f"{where}: {field}: {problem['msg']}") from exc
+            raise GymError(f"{where}: {first_problem(exc, '(row)')}") from exc
     return rows
 
 

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from llm.yamlconf import InputFile
+from llm.yamlconf import InputFile, first_problem
 from rl.environments import (
     KINDS,
     EpisodeSettings,
@@ -284,9 +284,7 @@ def _parquet_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
         try:
             RLPromptRow.model_validate(row)
         except ValidationError as exc:
-            problem = exc.errors()[0]
-            field = ".".join(str(p) for p in problem["loc"]) or "(row)"
-            raise GymError(f"{where}: {field}: {problem['msg']}") from exc
+            raise GymError(f"{where}: {first_problem(exc, '(row)')}") from exc
         rows.append((where, row))
     return rows
 
@@ -367,9 +365,8 @@ class _Reader:
             try:
                 return "inline", _interpreted(MCPServerConfig.model_validate(given))
             except ValidationError as exc:
-                problem = exc.errors()[0]
-                field = ".".join(str(p) for p in problem["loc"]) or "(server)"
-                raise GymError(f"{where}: mcp_server.{field}: {problem['msg']}") from exc
+                problem = first_problem(exc, "(server)")
+                raise GymError(f"{where}: mcp_server.{problem}") from exc
         name = str(given or spec.domain)
         if name not in self.servers:
             known = ", ".join(self.servers) or "none"
@@ -413,9 +410,7 @@ def _spec(where: str, row: dict[str, Any]) -> TaskSpec:
             else TaskSpec.model_validate(raw)
         )
     except ValidationError as exc:
-        problem = exc.errors()[0]
-        field = ".".join(str(p) for p in problem["loc"]) or "(task)"
-        raise GymError(f"{where}: task.{field}: {problem['msg']}") from exc
+        raise GymError(f"{where}: task.{first_problem(exc, '(task)')}") from exc
 
 
 def _tools(where: str, raw: Any) -> list[ToolSpec]:
