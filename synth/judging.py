@@ -70,7 +70,7 @@ async def decide(
     if task.checks.tests is not None:
         if box is None:
             raise ValueError("a task with tests needs a Docker sandbox")
-        return await _by_tests(task, trajectory, box)
+        return await _by_tests(task, trajectory, box, task.checks.tests)
     return await _by_judge(task, trajectory, client, settings or JudgeConfig())
 
 
@@ -109,11 +109,12 @@ def _by_state(task: TaskSpec, trajectory: Trajectory, expected: dict[str, Any]) 
     )
 
 
-async def _by_tests(task: TaskSpec, trajectory: Trajectory, box: DockerSandbox) -> Record:
+async def _by_tests(
+    task: TaskSpec, trajectory: Trajectory, box: DockerSandbox, tests: str
+) -> Record:
     """Decided by the task's unit tests, run on the agent's final code in the sandbox."""
-    checks = task.checks
     run = await asyncio.to_thread(
-        run_python_tests, box, final_code(trajectory), checks.tests or "", checks.entry_point
+        run_python_tests, box, final_code(trajectory), tests, task.checks.entry_point
     )
     return _record(
         task,
