@@ -42,8 +42,8 @@ Short = Annotated[str, StringConstraints(max_length=160)]
 string (a small model otherwise keeps writing one until its token budget runs out)."""
 Name = Annotated[str, StringConstraints(max_length=64)]
 Scalar = Short | int | float | bool | None
-Record = Annotated[dict[str, Scalar], Field(max_length=8)]
-StateValue = Scalar | Record | Annotated[list[Scalar | Record], Field(max_length=8)]
+StateRecord = Annotated[dict[str, Scalar], Field(max_length=8)]
+StateValue = Scalar | StateRecord | Annotated[list[Scalar | StateRecord], Field(max_length=8)]
 """A value of a generated initial state: a scalar, a flat record, or a short list of them
 (records keyed by type, as the prompt asks); deeper nesting is the tool simulator's to add."""
 
