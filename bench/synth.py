@@ -102,7 +102,7 @@ def make_work(server: ScriptedEndpoint, agents: int, per_agent: int, out: Path) 
             made = await asyncio.gather(*(worker.make_tasks(a) for a, _, _ in written))
         finally:
             await worker.aclose()
-        return [a for a, _, _ in written], [t for tasks, _, _ in made for t in tasks]
+        return [a for a, _, _ in written], [t for tasks, _, _, _ in made for t in tasks]
 
     agents_, tasks = asyncio.run(build())
     return config, agents_, tasks

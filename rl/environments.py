@@ -41,6 +41,7 @@ import itertools
 import json
 import keyword
 import logging
+import re
 import types
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -53,7 +54,7 @@ from llm.embedded.model import ModelDir, check_served_here
 from rl.clients import ClientPool
 from sandboxes.base import Environment, SandboxError
 from sandboxes.mcp_env import MCPServerConfig
-from sandboxes.toolsets import TOOLSETS
+from sandboxes.toolsets import ToolSetError, load_toolset
 from synth.schema import EnvironmentKind
 from tool_registry import ToolSpec
 
@@ -376,7 +377,7 @@ class ExecutableTools(AgenticEnvironment):
     async def _make_world(self) -> Environment:
         from sandboxes.executable import ExecutableEnvironment
 
-        return ExecutableEnvironment(TOOLSETS[self.toolset])
+        return ExecutableEnvironment(load_toolset(self.toolset))
 
 
 class SimulatedTools(AgenticEnvironment):
@@ -459,8 +460,8 @@ def environment_for(
     """
     if kind not in _BASES:
         raise ValueError(f"unknown environment kind {kind!r}; known: {', '.join(KINDS)}")
-    if kind == "executable" and name not in TOOLSETS:
-        raise ValueError(f"unknown tool set {name!r}; known: {', '.join(sorted(TOOLSETS))}")
+    if kind == "executable":
+        load_toolset(name)  # ToolSetError (a ValueError) naming the set and why
     if kind == "mcp" and server is None:
         raise ValueError(f"MCP server {name!r} has no configuration")
     settings = settings or EpisodeSettings()
@@ -504,7 +505,7 @@ def _make_class(
     bases: tuple[type, ...] = (_BASES[kind],)
     if settings.user is not None:
         bases = (UserMixin, *bases)
-    title = "".join(part.title() for part in f"{kind} {name}".replace("-", " ").split())
+    title = "".join(part.title() for part in re.split(r"[\W_]+", f"{kind} {name}") if part)
     return type(f"{title}Environment", bases, members)
 
 
@@ -513,9 +514,13 @@ def environment_class(key: str) -> type[AgenticEnvironment]:
     that set's single-goal class."""
     if key in _REGISTRY:
         return _REGISTRY[key]
-    if key in TOOLSETS:
-        return environment_for("executable", key, TOOLSETS[key].specs())
-    raise KeyError(f"no environment registered as {key!r} (the gym registers them as it loads)")
+    try:
+        toolset = load_toolset(key)
+    except ToolSetError:
+        raise KeyError(
+            f"no environment registered as {key!r} (the gym registers them as it loads)"
+        ) from None
+    return environment_for("executable", key, toolset.specs())
 
 
 def tool_method(spec: ToolSpec) -> Callable[..., Awaitable[str]]:

@@ -29,7 +29,7 @@ from llm.yamlconf import YamlConfigError, error_message, format_loc, load_yaml
 from rl.gyms.base import GymError, json_lines
 from rl.trial_config import Split, TaskSource
 from sandboxes.mcp_env import MCPServerConfig
-from sandboxes.toolsets import TOOLSETS
+from sandboxes.toolsets import ToolSetError, load_toolset
 from synth.config import McpServer
 from synth.schema import AgentSpec, EnvironmentKind, Record, TaskSpec
 
@@ -160,11 +160,11 @@ def _problem(exc: ValidationError) -> str:
 
 
 def _playable(place: str, agent: AgentSpec, servers: dict[str, MCPServerConfig]) -> None:
-    if agent.environment == "executable" and agent.toolset not in TOOLSETS:
-        known = ", ".join(TOOLSETS)
-        raise TaskSourceError(
-            f"{place}: toolset: unknown tool set {agent.toolset!r}; known: {known}"
-        )
+    if agent.environment == "executable":
+        try:
+            load_toolset(agent.toolset or "")
+        except ToolSetError as exc:
+            raise TaskSourceError(f"{place}: toolset: {exc}") from exc
     if agent.environment == "mcp" and agent.domain not in servers and not agent.mcp_command:
         raise TaskSourceError(
             f"{place}: agent {agent.id} plays in an MCP server but has no mcp_command, and no "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import random
 import re
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
@@ -54,11 +55,17 @@ class ToolSet:
         return snapshot
 
     @classmethod
+    def sample_state(cls, rng: random.Random) -> dict[str, Any]:
+        """An initial state for a new task (what blueprints start from); by default the
+        :meth:`default_state`. Override it to give tasks varied records to work on."""
+        return cls.default_state()
+
+    @classmethod
     def specs(cls) -> list[ToolSpec]:
-        return [spec_of(cls.__name__, fn) for _, fn in _tool_methods(cls)]
+        return [spec_of(cls.__name__, fn) for _, fn in tool_methods(cls)]
 
 
-def _tool_methods(cls: type) -> list[tuple[str, Callable[..., Any]]]:
+def tool_methods(cls: type) -> list[tuple[str, Callable[..., Any]]]:
     return [
         (n, f)
         for n, f in inspect.getmembers(cls, inspect.isfunction)
@@ -115,14 +122,16 @@ class ExecutableEnvironment(Environment):
 
 
 def state_differences(actual: Any, expected: Any, path: str = "") -> list[str]:
-    """Where ``actual`` departs from ``expected`` (keys absent from ``expected`` are ignored)."""
+    """Where ``actual`` departs from ``expected`` (keys absent from ``expected`` are ignored;
+    an expected ``null`` also holds where the key is absent: a record the task removes)."""
     if isinstance(expected, dict):
         if not isinstance(actual, dict):
             return [f"{path or '/'}: expected an object"]
         problems = []
         for key, value in expected.items():
             if key not in actual:
-                problems.append(f"{path}/{key}: missing")
+                if value is not None:
+                    problems.append(f"{path}/{key}: missing")
             else:
                 problems += state_differences(actual[key], value, f"{path}/{key}")
         return problems

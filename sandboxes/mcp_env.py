@@ -122,6 +122,10 @@ class MCPServerConfig(BaseModel):
             raise ValueError(f"env: {bad[0]!r} is not an environment variable name")
         return self
 
+    def reads_state(self) -> bool:
+        """Whether episodes can read the server's state (final-state checks, blueprints)."""
+        return bool(self.state_tool or self.state_resource or self.state_reader)
+
     def harness_tools(self) -> set[str]:
         """The tools the harness calls and the agent never sees."""
         return {t for t in (self.reset_tool, self.state_tool) if t}

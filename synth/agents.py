@@ -94,7 +94,8 @@ def plan_agents(config: SynthConfig, source: ToolSource) -> list[AgentSpec]:
             domain = tools[0].domain or tools[0].category
         elif kind == "executable":
             toolset = sorted(source.toolsets)[index % len(source.toolsets)]
-            tools, domain = source.toolsets[toolset], toolset
+            tools = source.toolsets[toolset]
+            domain = tools[0].domain or toolset
         elif kind == "mcp":
             server = sorted(source.mcp)[index % len(source.mcp)]
             tools, domain = source.mcp[server][1], server

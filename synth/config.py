@@ -31,6 +31,7 @@ from llm.yamlconf import TextFile, checking_files, load_yaml_model
 from rubrics import Rubric, library
 from rubrics.loader import require
 from sandboxes.mcp_env import MCPServerConfig
+from sandboxes.toolsets import TOOLSETS, load_toolset
 from synth.schema import Difficulty
 from tool_registry.evolution import EvolveConfig
 
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 Role = Literal["generator", "agent", "user", "tool_simulator", "judge"]
 ROLES: tuple[Role, ...] = ("generator", "agent", "user", "tool_simulator", "judge")
 DIFFICULTIES: tuple[Difficulty, ...] = ("single", "multi_step", "clarify")
+BlueprintKind = Literal["executable", "simulated", "mcp"]
+BLUEPRINT_KINDS: tuple[BlueprintKind, ...] = ("executable", "simulated", "mcp")
 STARTER_TOOLS = Path(__file__).resolve().parent / "data" / "starter_tools.jsonl"
 
 
@@ -132,6 +135,19 @@ class ToolsConfig(_Strict):
     """Grow more tools by hierarchical domain evolution with the generator endpoint."""
     mcp_servers: list[McpServer] = Field(default_factory=list)
     """Servers for MCP-environment agents (needed when ``environment_mix.mcp`` > 0)."""
+    toolsets: list[str] = Field(default_factory=lambda: list(TOOLSETS), min_length=1)
+    """Tool sets of executable agents: built-in names (``bank``, ``calendar``, ``files``)
+    or your own ``ToolSet`` classes by import path (``mypkg.tools:Inventory``), importable
+    where the job runs (its working directory or an installed package)."""
+
+    @field_validator("toolsets")
+    @classmethod
+    def _loadable(cls, toolsets: list[str]) -> list[str]:
+        for name in toolsets:
+            load_toolset(name)  # ToolSetError (a ValueError): the field, the set and why
+        if len(set(toolsets)) != len(toolsets):
+            raise ValueError("a tool set is named twice")
+        return toolsets
 
 
 class EnvironmentMix(_Strict):
@@ -166,6 +182,14 @@ class TasksConfig(_Strict):
     """Tasks per agent, spread over the difficulties in order."""
     difficulties: list[Difficulty] = Field(default_factory=lambda: list(DIFFICULTIES), min_length=1)
     """single call → multi-step with dependencies → needs clarification from the user."""
+    blueprints: list[BlueprintKind] = Field(default_factory=lambda: list(BLUEPRINT_KINDS))
+    """Environment kinds whose tasks the generator first writes as blueprints — the goal
+    with its ground-truth tool calls, replayed in a fresh episode so that the resulting
+    state becomes the task's check (MCP: servers with a state reader). A rejected
+    blueprint falls back to a template (executable) or a judge-checked task; ``[]``
+    writes none."""
+    blueprint_judge: bool = True
+    """The judge must find a blueprint's goal and calls in agreement."""
 
 
 class RolloutConfig(_Strict):
@@ -262,6 +286,13 @@ class SynthConfig(_Strict):
         for role in ROLES:  # hashed as before model_path existed when no role sets it
             if data["endpoints"][role]["model_path"] is None:
                 del data["endpoints"][role]["model_path"]
+        for block, name in (
+            ("tools", "toolsets"),
+            ("tasks", "blueprints"),
+            ("tasks", "blueprint_judge"),
+        ):
+            if data[block][name] == _DEFAULTS[block][name]:  # hashed as before it existed
+                del data[block][name]
         files = data["judge"].pop("rubric_files")
         if files:
             data["judge"]["rubric_files"] = [
@@ -288,6 +319,12 @@ class SynthConfig(_Strict):
         """The distinct ``model_path`` directories of the roles, in role order."""
         paths = [getattr(self.endpoints, r).model_path for r in ROLES]
         return list(dict.fromkeys(p for p in paths if p is not None))
+
+
+_DEFAULTS = {
+    "tools": ToolsConfig().model_dump(mode="json"),
+    "tasks": TasksConfig().model_dump(mode="json"),
+}
 
 
 def load_config(

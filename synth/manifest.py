@@ -19,7 +19,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llm import Endpoint
-from synth.schema import AgentSpec, Manifest, ManifestCounts, RLPromptRow, TaskSpec
+from synth.schema import (
+    AgentSpec,
+    BlueprintCounts,
+    Manifest,
+    ManifestCounts,
+    RLPromptRow,
+    TaskSpec,
+)
 from synth.store import RunStore, atomic_write
 
 
@@ -44,6 +51,15 @@ def add_usage(total: dict[str, dict[str, float]], more: dict[str, dict[str, floa
         slot = total.setdefault(role, {})
         for key, value in numbers.items():
             slot[key] = slot.get(key, 0.0) + float(value)
+
+
+def add_blueprint_counts(total: dict[str, Any], more: dict[str, Any]) -> None:
+    """Add one agent's blueprint counts (``tried``, ``kept``, ``rejected`` by reason)."""
+    total["tried"] = total.get("tried", 0) + more.get("tried", 0)
+    total["kept"] = total.get("kept", 0) + more.get("kept", 0)
+    rejected = total.setdefault("rejected", {})
+    for reason, count in (more.get("rejected") or {}).items():
+        rejected[reason] = rejected.get(reason, 0) + count
 
 
 def build_manifest(
@@ -93,11 +109,21 @@ def build_manifest(
             Counter(r["reason"] for r in rows if r["outcome"] == "rejected").most_common()
         ),
         by_environment={k: dict(v) for k, v in sorted(by_env.items())},
+        tasks_by_source=tasks_by_source(tasks),
+        blueprints=BlueprintCounts.of(stages.get("tasks", {}).get("blueprints") or {}),
         by_domain={k: dict(v) for k, v in sorted(by_domain.items())},
         usage=usage,
         duplicates=len(ids) - len(set(ids)),
         reconciled=len(set(ids)) == len(ids) == len(tasks) and {t.id for t in tasks} == set(ids),
     )
+
+
+def tasks_by_source(tasks: list[TaskSpec]) -> dict[str, dict[str, int]]:
+    """Per environment kind: tasks per source (blueprint, template, generated, ...)."""
+    out: dict[str, Counter[str]] = defaultdict(Counter)
+    for task in tasks:
+        out[task.environment][task.source] += 1
+    return {kind: dict(sorted(c.items())) for kind, c in sorted(out.items())}
 
 
 FAILURES = frozenset({"worker_error", "rollout_error", "judge_error"})

@@ -39,7 +39,13 @@ from synth.actors import ActorPool, ClusterLost, stream
 from synth.agents import ToolSource, plan_agents
 from synth.config import ROLES, SynthConfig
 from synth.errors import TaskError
-from synth.manifest import add_usage, build_manifest, export_rl_prompts, shortfall
+from synth.manifest import (
+    add_blueprint_counts,
+    add_usage,
+    build_manifest,
+    export_rl_prompts,
+    shortfall,
+)
 from synth.schema import AgentSpec, Manifest, Record, TaskSpec
 from synth.store import RunStore, atomic_write
 from synth.tools import build_tools
@@ -143,6 +149,8 @@ def settings(config: SynthConfig, run_id: str = "") -> WorkerSettings:
         difficulties=tuple(config.tasks.difficulties),
         sandbox_labels={"summit.run": run_id} if run_id else {},
         mcp_servers={server.name: server for server in config.tools.mcp_servers},
+        blueprints=tuple(config.tasks.blueprints),
+        blueprint_judge=config.tasks.blueprint_judge,
     )
 
 
@@ -243,11 +251,12 @@ def _tasks(
         items = ((a.id, (a,)) for a in agents)
         made: dict[str, list[TaskSpec]] = {}
         failures: list[str] = []
-        for key, (tasks, failed) in _streamed(
+        blueprints: dict[str, Any] = {"tried": 0, "kept": 0, "rejected": {}}
+        for key, (tasks, failed, counts) in _streamed(
             pool,
             "make_tasks",
             items,
-            lambda k, e: ([], [f"{k}: {e}"], {}),
+            lambda k, e: ([], [f"{k}: {e}"], {}, {}),
             progress,
             bar,
             usage,
@@ -255,7 +264,9 @@ def _tasks(
         ):
             made[key] = tasks
             failures += failed
-        return [t for a in agents for t in made[a.id]], {"failures": failures}
+            add_blueprint_counts(blueprints, counts)
+        summary = {"failures": failures, "blueprints": blueprints}
+        return [t for a in agents for t in made[a.id]], summary
 
     return _stage(store, stages, "tasks", TaskSpec, produce)
 

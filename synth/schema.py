@@ -26,6 +26,14 @@ from tool_registry import ToolSpec
 EnvironmentKind = Literal["simulated", "executable", "mcp", "docker"]
 Difficulty = Literal["single", "multi_step", "clarify"]
 Outcome = Literal["accepted", "rejected"]
+TaskSource = Literal[
+    "generated", "template", "blueprint", "real_set", "generated_problem", "mutation"
+]
+"""Where a task came from: written by the generator and checked by the judge only
+(``generated``), a hand-written template (``template``), a generated blueprint whose
+ground-truth calls were replayed (``blueprint``), a problem of a real problem set
+(``real_set``), a generated problem validated in the sandbox (``generated_problem``), or a
+bug injected into a real project (``mutation``)."""
 
 
 def stable_id(prefix: str, *parts: Any) -> str:
@@ -69,6 +77,25 @@ class AgentSpec(BaseModel):
         return tools
 
 
+class RepoCheck(BaseModel):
+    """A bug injected into a real project (:mod:`synth.mutations`): the episode starts from
+    the mutated file in the project's container (:mod:`sandboxes.swe`), and the reward is 1
+    when the tests it broke pass again and no test that passed on the original fails."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project: str
+    """The project's name in the SWE image (``tinyproj``, ``more-itertools``)."""
+    path: str
+    """The mutated file, relative to the project's root (``tinyproj/stats.py``)."""
+    mutated_source: str
+    """The whole mutated file, as the episode starts with it."""
+    failing_tests: list[str]
+    """The unittest ids the mutation broke (``tests.test_stats.MeanTest.test_mean``)."""
+    test_command: str
+    """The command that runs the project's tests from its root."""
+
+
 class Checks(BaseModel):
     """What can be verified without an LLM; when present it overrides the judge."""
 
@@ -80,6 +107,11 @@ class Checks(BaseModel):
     """Python tests (asserts or a ``check(candidate)`` function) for a code answer."""
     entry_point: str | None = None
     """The function the tests call, for code tasks."""
+    actions: list[dict[str, Any]] | None = None
+    """The ground-truth calls (``{"tool", "arguments"}``) whose replay gave
+    ``expected_state``, for tasks made from a blueprint (:mod:`synth.blueprints`)."""
+    repo: RepoCheck | None = None
+    """The injected bug and the tests it broke, for repository tasks (:mod:`synth.mutations`)."""
 
 
 class TaskSpec(BaseModel):
@@ -102,6 +134,13 @@ class TaskSpec(BaseModel):
     """The task rubric (kind ``task``): success criteria, expected tool use, checkpoints."""
     expected_tools: list[str] = Field(default_factory=list)
     checks: Checks = Field(default_factory=Checks)
+    source: TaskSource = "generated"
+    origin: str | None = None
+    """What the task was made from, where that is named: a problem's id in its set
+    (``humaneval:HumanEval/12``), a project and mutation (``tinyproj:stats.mean:flip``)."""
+    eval_set: bool = False
+    """The task comes from an evaluation set (HumanEval, ...): decontamination removes it
+    when that set is named, and a user may exclude such tasks from training."""
 
     def prompt(self) -> str:
         """The task as one prompt string (RL prompt datasets, the judge's prompt)."""
@@ -238,6 +277,24 @@ class ManifestCounts(BaseModel):
     rejected: int
 
 
+class BlueprintCounts(BaseModel):
+    """What became of the blueprints a run's generator wrote (``synth.blueprints``):
+    ``tried == kept + sum(rejected_by_reason)``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tried: int = 0
+    kept: int = 0
+    rejected_by_reason: dict[str, int] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, counts: dict[str, Any]) -> BlueprintCounts:
+        rejected = dict(sorted((counts.get("rejected") or {}).items(), key=lambda kv: -kv[1]))
+        return cls(
+            tried=counts.get("tried", 0), kept=counts.get("kept", 0), rejected_by_reason=rejected
+        )
+
+
 class Manifest(BaseModel):
     """``manifest.json`` of a synthesis run: what it made, with which models, and whether
     the dataset reconciles with the tasks (one record per task, no duplicates)."""
@@ -255,6 +312,9 @@ class Manifest(BaseModel):
     by_environment: dict[str, dict[str, int]]
     """Per environment kind: records per outcome."""
     by_domain: dict[str, dict[str, int]]
+    tasks_by_source: dict[str, dict[str, int]] = Field(default_factory=dict)
+    """Per environment kind: tasks per source (``TaskSpec.source``)."""
+    blueprints: BlueprintCounts = Field(default_factory=BlueprintCounts)
     usage: dict[str, dict[str, int | float]]
     """Per role: tokens and cost spent."""
     duplicates: int

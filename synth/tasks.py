@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from llm import ChatClient, Message
 from rubrics import Criterion, Rubric
 from rubrics.degenerate import REASONS, degeneracy
+from synth.blueprints import BlueprintPlan, BlueprintRejected, write_blueprint
+from synth.bounded import Name, Short, StateValue
 from synth.schema import AgentSpec, Difficulty, TaskSpec, stable_id
 from synth.templates import personas, render
 from synth.verifiable import TOOLSET_TASKS, TaskDraft, code_task
@@ -35,17 +36,6 @@ DIFFICULTY_TEXT: dict[str, str] = {
 
 class DegenerateTask(ValueError):
     """The generator answered a task whose text is degenerate; it is not used."""
-
-
-Short = Annotated[str, StringConstraints(max_length=160)]
-"""A fact, a criterion or a state value: bounded, so that constrained decoding closes the
-string (a small model otherwise keeps writing one until its token budget runs out)."""
-Name = Annotated[str, StringConstraints(max_length=64)]
-Scalar = Short | int | float | bool | None
-StateRecord = Annotated[dict[str, Scalar], Field(max_length=8)]
-StateValue = Scalar | StateRecord | Annotated[list[Scalar | StateRecord], Field(max_length=8)]
-"""A value of a generated initial state: a scalar, a flat record, or a short list of them
-(records keyed by type, as the prompt asks); deeper nesting is the tool simulator's to add."""
 
 
 class GeneratedTask(BaseModel):
@@ -93,19 +83,36 @@ def task_rubric(task_id: str, draft: TaskDraft) -> Rubric:
 
 
 async def make_tasks(
-    agent: AgentSpec, count: int, difficulties: list[Difficulty], client: ChatClient, seed: int
+    agent: AgentSpec,
+    count: int,
+    difficulties: list[Difficulty],
+    client: ChatClient,
+    seed: int,
+    blueprints: BlueprintPlan | None = None,
 ) -> tuple[list[TaskSpec], list[str]]:
     """``count`` tasks for ``agent``, and one line per task that could not be written.
 
-    The tasks are written concurrently (they are independent), in order of index."""
+    With ``blueprints`` each task is first written as a blueprint validated by execution
+    (:mod:`synth.blueprints`); a rejected one falls back to the template or generated task.
 
-    async def one(index: int) -> TaskSpec | str:
-        difficulty = difficulties[index % len(difficulties)]
-        task_id = stable_id("task", agent.id, index, seed)
+    The tasks are written concurrently (they are independent), in order of index; a
+    blueprint that repeats an earlier one (in index order, so a rerun decides alike) is
+    counted as a ``duplicate`` and falls back too."""
+    ids = [stable_id("task", agent.id, index, seed) for index in range(count)]
+    levels = [difficulties[index % len(difficulties)] for index in range(count)]
+    pairs = zip(ids, levels, strict=True)
+    written = await asyncio.gather(
+        *(_blueprint(agent, level, task_id, client, blueprints) for task_id, level in pairs)
+    )
+    if blueprints is not None:
+        written = [d if d is not None and blueprints.claim(d) else None for d in written]
+
+    async def one(task_id: str, difficulty: Difficulty, draft: TaskDraft | None) -> TaskSpec | str:
         rng = random.Random(task_id)
         user_persona = rng.choice(personas()["users"])
         try:
-            draft = await _draft(agent, difficulty, user_persona, rng, client)
+            if draft is None:
+                draft = await _draft(agent, difficulty, user_persona, rng, client)
         except Exception as exc:  # noqa: BLE001 - one unwritable task is reported, not fatal
             return f"{task_id}: {type(exc).__name__}: {exc}"[:300]
         return TaskSpec(
@@ -115,17 +122,40 @@ async def make_tasks(
             difficulty=difficulty,
             environment=agent.environment,
             user_goal=draft.user_goal,
-            user_persona=user_persona,
+            user_persona=draft.user_persona or user_persona,
             hidden_info=draft.hidden_info,
             initial_state=draft.initial_state,
             rubric=task_rubric(task_id, draft),
             expected_tools=draft.expected_tools,
             checks=draft.checks,
+            source=draft.source,
+            origin=draft.origin,
+            eval_set=draft.eval_set,
         )
 
-    done = await asyncio.gather(*(one(index) for index in range(count)))
+    done = await asyncio.gather(*(one(*item) for item in zip(ids, levels, written, strict=True)))
     tasks = [t for t in done if isinstance(t, TaskSpec)]
     return tasks, [f for f in done if isinstance(f, str)]
+
+
+async def _blueprint(
+    agent: AgentSpec,
+    difficulty: Difficulty,
+    task_id: str,
+    client: ChatClient,
+    plan: BlueprintPlan | None,
+) -> TaskDraft | None:
+    """A draft from a validated blueprint, or ``None`` (no plan, or the blueprint was
+    rejected: its reason is counted in the plan and the fallback writes the task)."""
+    if plan is None:
+        return None
+    rng = random.Random(f"{task_id}:blueprint")
+    try:
+        return await write_blueprint(
+            agent, difficulty, DIFFICULTY_TEXT[difficulty], rng, client, plan
+        )
+    except BlueprintRejected:
+        return None
 
 
 async def _draft(
@@ -158,6 +188,7 @@ async def _draft(
     known = {t.name for t in agent.tools}
     return TaskDraft(
         **answer.model_dump(exclude={"expected_tools"}),
+        source="generated",
         expected_tools=[name for name in answer.expected_tools if name in known],
     )
 

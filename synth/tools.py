@@ -15,7 +15,7 @@ from pathlib import Path
 from llm import ChatClient
 from sandboxes.executable import ToolSet
 from sandboxes.mcp_env import list_server_tools
-from sandboxes.toolsets import TOOLSETS
+from sandboxes.toolsets import load_toolset
 from synth.agents import ToolSource
 from synth.config import SynthConfig
 from synth.errors import TaskError
@@ -50,7 +50,7 @@ async def build_tools(config: SynthConfig, out: Path, generator: ChatClient | No
             mcp[server.name] = (server.command, specs)
     toolsets: dict[str, list[ToolSpec]] = {}
     if config.environment_mix.executable > 0:
-        toolsets = {name: _specs(cls, name) for name, cls in TOOLSETS.items()}
+        toolsets = {name: _specs(load_toolset(name), name) for name in config.tools.toolsets}
     code: list[ToolSpec] = []
     if config.environment_mix.docker > 0:
         from sandboxes.code_env import RUN_PYTHON
@@ -60,4 +60,7 @@ async def build_tools(config: SynthConfig, out: Path, generator: ChatClient | No
 
 
 def _specs(cls: type[ToolSet], name: str) -> list[ToolSpec]:
-    return [s.model_copy(update={"category": "executable", "domain": name}) for s in cls.specs()]
+    """The set's tools, in the domain of its name (a class named by import path: the
+    class's name, ``mypkg.tools:Inventory`` → ``inventory``)."""
+    domain = name.rpartition(":")[2].lower()
+    return [s.model_copy(update={"category": "executable", "domain": domain}) for s in cls.specs()]

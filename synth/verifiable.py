@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from synth.schema import Checks, Difficulty
+from synth.schema import Checks, Difficulty, TaskSource
 
 
 class TaskDraft(BaseModel):
@@ -26,6 +26,11 @@ class TaskDraft(BaseModel):
     expected_tools: list[str] = Field(default_factory=list, max_length=8)
     initial_state: dict[str, Any] = Field(default_factory=dict)
     checks: Checks = Field(default_factory=Checks)
+    user_persona: str | None = None
+    """Who the user is, where the draft says (a blueprint); else one is drawn."""
+    source: TaskSource = "template"
+    origin: str | None = None
+    eval_set: bool = False
 
 
 def _bank(rng: random.Random, difficulty: Difficulty) -> TaskDraft:

@@ -10,6 +10,8 @@ role (meter deltas), so usage survives restarts and resumes with the records the
 from __future__ import annotations
 
 import logging
+import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,12 +20,13 @@ from sandboxes.base import Environment
 from sandboxes.executable import ExecutableEnvironment
 from sandboxes.mcp_env import MCPEnvironment, MCPServerConfig
 from sandboxes.simulated import SimulatedEnvironment
-from sandboxes.toolsets import TOOLSETS
+from sandboxes.toolsets import load_toolset
 from synth.agents import write_agent
+from synth.blueprints import BlueprintPlan
 from synth.config import JudgeConfig, RolloutConfig
 from synth.errors import TaskError
 from synth.rollout import Limits, roll_out
-from synth.schema import AgentSpec, Difficulty, Record, TaskSpec
+from synth.schema import AgentSpec, Difficulty, EnvironmentKind, Record, TaskSpec
 from synth.tasks import make_tasks
 from synth.user import UserSimulator
 
@@ -47,6 +50,11 @@ class WorkerSettings:
     mcp_servers: dict[str, MCPServerConfig] = field(default_factory=dict)
     """The configured MCP servers by name (an MCP agent's ``domain``): how its episodes
     start the server and keep their state apart."""
+    blueprints: tuple[EnvironmentKind, ...] = ()
+    """Environment kinds whose tasks are first written as blueprints validated by
+    execution (``tasks.blueprints``); the synthesis sets them, a bare worker writes none."""
+    blueprint_judge: bool = True
+    """Whether the judge must find a blueprint's goal and calls in agreement."""
 
 
 def settings_from(rollout: RolloutConfig, judge: JudgeConfig, **more: Any) -> WorkerSettings:
@@ -85,6 +93,8 @@ class Worker:
         self.clients = {role: ChatClient(endpoint) for role, endpoint in endpoints.items()}
         self._reported: dict[str, dict[str, float]] = {}
         self._box: Any = None
+        self._seen: set[str] = set()
+        """Signatures of the blueprints this worker kept, across its agents."""
 
     async def aclose(self) -> None:
         for client in self.clients.values():
@@ -98,15 +108,52 @@ class Worker:
         written, ok = await write_agent(agent, self.clients["generator"], seed)
         return written, ok, self.usage_delta()
 
-    async def make_tasks(self, agent: AgentSpec) -> tuple[list[TaskSpec], list[str], dict]:
+    async def make_tasks(
+        self, agent: AgentSpec
+    ) -> tuple[list[TaskSpec], list[str], dict[str, Any], dict]:
+        """The agent's tasks, the lines of those that could not be written, what became
+        of its blueprints (``tried``, ``kept``, ``rejected`` by reason), and the usage."""
+        plan = self.blueprint_plan(agent)
         tasks, failures = await make_tasks(
             agent,
             self.settings.tasks_per_agent,
             list(self.settings.difficulties),
             self.clients["generator"],
             self.settings.seed,
+            plan,
         )
-        return tasks, failures, self.usage_delta()
+        return tasks, failures, plan.counts() if plan else {}, self.usage_delta()
+
+    def blueprint_plan(self, agent: AgentSpec) -> BlueprintPlan | None:
+        """How to write ``agent``'s blueprints, or None where its kind writes none or its
+        state cannot be read (an MCP server without a state reader)."""
+        kind = agent.environment
+        if kind not in self.settings.blueprints or kind == "docker":
+            return None
+        state: Callable[[random.Random], Awaitable[dict[str, Any]]] | None = None
+        if kind == "executable":
+            toolset = load_toolset(agent.toolset or "")
+
+            async def state(rng: random.Random) -> dict[str, Any]:
+                return toolset.sample_state(rng)
+
+        elif kind == "mcp":
+            server = self.settings.mcp_servers.get(agent.domain)
+            if server is None or not server.reads_state():
+                return None
+
+            async def state(rng: random.Random) -> dict[str, Any]:
+                env = self.environment(agent, 0)
+                try:
+                    await env.reset({})
+                    return await env.state()
+                finally:
+                    await env.close()
+
+        judge = self.clients["judge"] if self.settings.blueprint_judge else None
+        return BlueprintPlan(
+            lambda seed: self.environment(agent, seed), judge, state, seen=self._seen
+        )
 
     async def run_task(self, task: TaskSpec, agent: AgentSpec, seed: int | None = None) -> Record:
         """Play ``task`` and judge it; always a record (failures are rejections).
@@ -135,9 +182,9 @@ class Worker:
     # ----------------------------------------------------------------- helpers
     def environment(self, agent: AgentSpec, seed: int) -> Environment:
         if agent.environment == "executable":
-            if agent.toolset not in TOOLSETS:
-                raise ValueError(f"agent {agent.id}: unknown tool set {agent.toolset!r}")
-            return ExecutableEnvironment(TOOLSETS[agent.toolset])
+            if not agent.toolset:
+                raise ValueError(f"agent {agent.id}: an executable agent names no tool set")
+            return ExecutableEnvironment(load_toolset(agent.toolset))
         if agent.environment == "mcp":
             server = self.settings.mcp_servers.get(agent.domain)
             return MCPEnvironment(server or list(agent.mcp_command or []))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -142,6 +143,69 @@ async def simulator(tmp_path: Path) -> str:
     return await asked(json.dumps({"result": {"flights": []}}), play)
 
 
+BANK_STATE = {
+    "accounts": {
+        "checking-1": {"balance": 900.0, "daily_limit": 1000.0, "sent_today": 0.0},
+        "savings-2": {"balance": 100.0, "daily_limit": 1000.0, "sent_today": 0.0},
+    },
+    "transfers": [],
+}
+BLUEPRINT = {
+    "user_goal": "Move 40 from checking-1 to savings-2, please.",
+    "user_persona": "a careful saver",
+    "hidden_info": {},
+    "success_criteria": ["40 moved from checking-1 to savings-2 once"],
+    "actions": [
+        {
+            "tool": "transfer",
+            "arguments": {"source": "checking-1", "destination": "savings-2", "amount": 40},
+        }
+    ],
+}
+
+
+async def synth_blueprint(tmp_path: Path) -> str:
+    from sandboxes.executable import ExecutableEnvironment
+    from sandboxes.toolsets import BankLedger
+    from synth.blueprints import BlueprintPlan, write_blueprint
+    from synth.schema import AgentSpec
+
+    async def state(_rng: Any) -> dict[str, Any]:
+        return BANK_STATE
+
+    bank = AgentSpec(
+        **{**agent().model_dump(), "tools": BankLedger.specs(), "environment": "executable"}
+    )
+    plan = BlueprintPlan(lambda seed: ExecutableEnvironment(BankLedger), None, state)
+    return await asked(
+        json.dumps(BLUEPRINT),
+        lambda client: write_blueprint(
+            bank, "single", "one tool call answers it", random.Random(1), client, plan
+        ),
+    )
+
+
+async def synth_blueprint_check(tmp_path: Path) -> str:
+    from synth.blueprints import Blueprint, check_agreement
+
+    blueprint = Blueprint.model_validate(BLUEPRINT)
+    result = '{"source": "checking-1", "destination": "savings-2", "amount": 40.0}'
+    reply = json.dumps({"agree": True, "reason": "the call does what was asked"})
+    return await asked(reply, lambda client: check_agreement(client, blueprint, [result], 1))
+
+
+async def synth_problem(tmp_path: Path) -> str:
+    from synth.problems import write_problems
+
+    answer = {
+        "entry_point": "add",
+        "description": "Write add(a, b) that returns the sum of a and b.",
+        "solution": "def add(a, b):\n    return a + b\n",
+        "tests": "assert add(2, 3) == 5",
+    }
+    return await asked(json.dumps(answer), lambda client: write_problems(client, 1, seed=3))
+
+
 Renderer = Callable[[Path], Awaitable[str]]
 """A template's text, rendered by the code that sends it (given a scratch directory)."""
 
@@ -200,7 +264,10 @@ async def critic_local_pair(tmp_path: Path) -> str:
 RENDERERS: dict[str, Renderer] = {
     "synth/prompts/agent.jinja": synth_agent,
     "synth/prompts/task.jinja": synth_task,
+    "synth/prompts/blueprint.jinja": synth_blueprint,
+    "synth/prompts/blueprint_check.jinja": synth_blueprint_check,
     "synth/prompts/user.jinja": synth_user,
+    "synth/prompts/problem.jinja": synth_problem,
     "sandboxes/prompts/simulator.jinja": simulator,
     "tool_registry/prompts/domains.jinja": evolution("domains"),
     "tool_registry/prompts/tools.jinja": evolution("tools"),

@@ -61,7 +61,7 @@ from rl.gyms.base import (
 )
 from sandboxes.executable import state_differences
 from sandboxes.mcp_env import MCPServerConfig
-from sandboxes.toolsets import TOOLSETS
+from sandboxes.toolsets import ToolSetError, load_toolset
 from synth.config import McpServer
 from synth.schema import EnvironmentKind, RLPromptRow, TaskSpec
 from tool_registry import ToolSpec
@@ -337,12 +337,11 @@ class _Reader:
                 toolset = extra["toolset"]
                 if not toolset:
                     raise _Unplayable("no toolset names its tool set")
-                if toolset not in TOOLSETS:
-                    known = ", ".join(TOOLSETS)
-                    raise GymError(
-                        f"{where}: toolset: unknown tool set {toolset!r}; known: {known}"
-                    )
-                cls = environment_for(kind, toolset, TOOLSETS[toolset].specs(), self.settings)
+                try:
+                    specs = load_toolset(toolset).specs()
+                except ToolSetError as exc:
+                    raise GymError(f"{where}: toolset: {exc}") from exc
+                cls = environment_for(kind, toolset, specs, self.settings)
             elif kind == "simulated":
                 specs = _tools(where, extra["tools"])
                 if not specs:

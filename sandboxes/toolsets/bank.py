@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from pydantic import Field
@@ -14,6 +15,20 @@ class BankLedger(ToolSet):
     @classmethod
     def default_state(cls) -> dict[str, Any]:
         return {"accounts": {}, "transfers": []}
+
+    @classmethod
+    def sample_state(cls, rng: random.Random) -> dict[str, Any]:
+        """Three of five accounts with random balances, nothing sent yet."""
+        names = rng.sample(["checking-1", "savings-2", "rent-3", "travel-4", "joint-5"], 3)
+        accounts = {
+            name: {
+                "balance": float(rng.randrange(100, 3000, 50)),
+                "daily_limit": float(rng.choice([500, 1000, 2000])),
+                "sent_today": 0.0,
+            }
+            for name in names
+        }
+        return {"accounts": accounts, "transfers": []}
 
     def _account(self, account: str) -> dict[str, Any]:
         found = self.data["accounts"].get(account)

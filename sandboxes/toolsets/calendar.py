@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,22 @@ class Calendar(ToolSet):
     @classmethod
     def default_state(cls) -> dict[str, Any]:
         return {"events": {}, "next_id": 1}
+
+    @classmethod
+    def sample_state(cls, rng: random.Random) -> dict[str, Any]:
+        """Two events on one random day, the next id after them."""
+        day = f"2026-0{rng.randint(3, 9)}-1{rng.randint(0, 9)}"
+        titles = rng.sample(["Team sync", "Budget review", "Dentist", "Interview", "Gym"], 2)
+        events = {
+            f"ev-{i + 1}": {
+                "title": title,
+                "start": f"{day}T{hour:02d}:00",
+                "end": f"{day}T{hour + 1}:00",
+                "attendees": [],
+            }
+            for i, (title, hour) in enumerate(zip(titles, (9, 14), strict=True))
+        }
+        return {"events": events, "next_id": 3}
 
     def _conflict(self, start: datetime, end: datetime, ignore: str | None = None) -> str | None:
         for event_id, event in self.data["events"].items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from sandboxes.base import ToolFailure
@@ -12,6 +13,19 @@ class FileSystem(ToolSet):
     @classmethod
     def default_state(cls) -> dict[str, Any]:
         return {"files": {}}
+
+    @classmethod
+    def sample_state(cls, rng: random.Random) -> dict[str, Any]:
+        """Two or three small files in a few folders."""
+        pool = {
+            "/drafts/report.txt": "Q3 numbers: up 4%",
+            "/notes/ideas.txt": "a garden on the roof",
+            "/notes/todo.txt": "call the bank",
+            "/inbox/invoice-17.txt": "amount due: 240 EUR",
+            "/drafts/letter.txt": "Dear landlord,",
+        }
+        chosen = rng.sample(sorted(pool), rng.randint(2, 3))
+        return {"files": {path: pool[path] for path in chosen}}
 
     def _path(self, path: str) -> str:
         clean = "/" + "/".join(p for p in path.split("/") if p not in ("", "."))

@@ -184,7 +184,7 @@ async def test_a_reply_cut_at_the_token_limit_is_recorded_and_rejected(tmp_path:
     agent = next(a for a in agents if a.environment == "simulated")
     with ScriptedEndpoint(cut_off) as server:
         worker = Worker(endpoints_for(server), WorkerSettings(tasks_per_agent=1))
-        tasks, _, _ = await worker.make_tasks(agent)
+        tasks, _, _, _ = await worker.make_tasks(agent)
         record = await worker.run_task(tasks[0], agent)
         await worker.aclose()
     cut = len(record.trajectory.messages) - 1
@@ -253,7 +253,7 @@ async def test_a_degenerate_generated_task_is_rejected_and_counted(
     agent = next(a for a in agents if a.environment == "simulated")
     with ScriptedEndpoint(world_writing("GeneratedTask", **fields)) as server:
         worker = Worker(endpoints_for(server), WorkerSettings(tasks_per_agent=2))
-        tasks, failures, _ = await worker.make_tasks(agent)
+        tasks, failures, _, _ = await worker.make_tasks(agent)
         await worker.aclose()
     assert tasks == [] and len(failures) == 2
     assert all(f": DegenerateTask: {problem}" in f for f in failures)

@@ -29,6 +29,14 @@ def test_a_run_writes_a_reconciled_dataset(tmp_path, local_ray, api_env) -> None
     assert manifest.reconciled and manifest.duplicates == 0
     assert counts["rejected"] == manifest.rejected_by_reason.get("state_mismatch", 0)
     assert {"generator", "agent", "user", "judge"} <= set(manifest.usage)
+    # Every executable and simulated task was first tried as a blueprint (the scripted
+    # world's names no real tool, so each falls back); the counts reconcile.
+    blueprints = manifest.blueprints
+    assert blueprints.tried == 8 == blueprints.kept + sum(blueprints.rejected_by_reason.values())
+    assert blueprints.rejected_by_reason == {"unknown_tool": 8}
+    by_source = manifest.tasks_by_source
+    assert sum(n for kind in by_source.values() for n in kind.values()) == counts["tasks"]
+    assert by_source["executable"] == {"template": 4} and by_source["simulated"] == {"generated": 4}
     out = Path(config.output_dir)
     assert json.loads((out / "manifest.json").read_text())["counts"] == counts
     assert (out / "report.html").exists() and (out / "rl_prompts.parquet").exists()

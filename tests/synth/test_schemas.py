@@ -15,6 +15,7 @@ from rubrics.critic import pair_answer_model
 from rubrics.judge import answer_model, keyed
 from rubrics.loader import RubricSet
 from synth.agents import AgentDraft
+from synth.blueprints import Agreement, Blueprint, StatefulBlueprint
 from synth.tasks import GeneratedTask, task_rubric
 from synth.user import UserTurn
 from synth.verifiable import TaskDraft
@@ -32,6 +33,9 @@ BOUNDED = {
     "UserTurn": lambda: UserTurn,
     "JudgeAnswer": _judge_model,
     "PairAnswer": lambda: pair_answer_model(300),
+    "Blueprint": lambda: Blueprint,
+    "StatefulBlueprint": lambda: StatefulBlueprint,
+    "Agreement": lambda: Agreement,
 }
 
 

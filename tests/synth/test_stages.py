@@ -58,7 +58,7 @@ async def test_worker_writes_agents_and_graded_tasks(tmp_path: Path, scripted) -
     written, ok, usage = await worker.write_agent(agents[0])
     assert ok and written.name == "Scripted helper" and usage["generator"]["requests"] == 1
     for agent in agents[:2]:
-        tasks, failures, _ = await worker.make_tasks(agent)
+        tasks, failures, _, _ = await worker.make_tasks(agent)
         assert not failures
         assert [t.difficulty for t in tasks] == ["single", "multi_step", "clarify"]
         assert all(t.rubric.kind == "task" and t.rubric.criteria[0].mandatory for t in tasks)
@@ -76,7 +76,7 @@ async def _one_record(
     agents = [a for a in plan_agents(config, await build_tools(config, tmp_path, None))]
     agent = next(a for a in agents if a.environment == kind)
     worker = Worker(endpoints_for(server), settings or WorkerSettings(tasks_per_agent=1))
-    tasks, _, _ = await worker.make_tasks(agent)
+    tasks, _, _, _ = await worker.make_tasks(agent)
     record = await worker.run_task(tasks[0], agent)
     await worker.aclose()
     return record
@@ -182,7 +182,7 @@ async def test_an_endpoint_that_keeps_failing_becomes_a_rollout_error(tmp_path: 
 async def make_one(worker: Worker, agent, world: ScriptedWorld):
     with ScriptedEndpoint(world) as healthy:
         other = Worker(endpoints_for(healthy), worker.settings)
-        tasks, _, _ = await other.make_tasks(agent)
+        tasks, _, _, _ = await other.make_tasks(agent)
         await other.aclose()
     return tasks[0]
 
