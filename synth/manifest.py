@@ -19,11 +19,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llm import Endpoint
+from synth.diversity import Embed, measure
 from synth.schema import (
     AgentSpec,
     BlueprintCounts,
+    Decontaminated,
     Manifest,
     ManifestCounts,
+    ProblemCounts,
     RLPromptRow,
     TaskSpec,
 )
@@ -72,8 +75,11 @@ def build_manifest(
     tools: int,
     agents: list[AgentSpec],
     tasks: list[TaskSpec],
+    embed: Embed | None = None,
 ) -> Manifest:
-    columns = ["id", "outcome", "reason", "environment", "domain", "usage"]
+    """The manifest of the run in ``store``; ``embed`` embeds texts for the diversity
+    figures (default: MiniLM, :func:`tool_registry.dedup.default_embed`)."""
+    columns = ["id", "outcome", "reason", "environment", "domain", "usage", "messages"]
     rows = list(store.rows(columns))
     outcomes = Counter(r["outcome"] for r in rows)
     by_env: dict[str, Counter[str]] = defaultdict(Counter)
@@ -111,6 +117,12 @@ def build_manifest(
         by_environment={k: dict(v) for k, v in sorted(by_env.items())},
         tasks_by_source=tasks_by_source(tasks),
         blueprints=BlueprintCounts.of(stages.get("tasks", {}).get("blueprints") or {}),
+        problems=ProblemCounts.of(stages.get("problems") or {}),
+        decontaminated=[
+            Decontaminated(**entry) for entry in stages.get("tasks", {}).get("decontaminated") or []
+        ],
+        eval_set_tasks=sum(t.eval_set for t in tasks),
+        diversity=measure(tasks, agents, {r["id"]: r["messages"] for r in rows}, embed),
         by_domain={k: dict(v) for k, v in sorted(by_domain.items())},
         usage=usage,
         duplicates=len(ids) - len(set(ids)),

@@ -20,8 +20,10 @@ import contextlib
 import errno
 import logging
 import os
+import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -38,6 +40,7 @@ from llm.progress import DEFAULT_EVERY_S, StageProgress
 from synth.actors import ActorPool, ClusterLost, stream
 from synth.agents import ToolSource, plan_agents
 from synth.config import ROLES, SynthConfig
+from synth.decontam import DecontamError, OverlapIndex, decontaminate
 from synth.errors import TaskError
 from synth.manifest import (
     add_blueprint_counts,
@@ -46,6 +49,7 @@ from synth.manifest import (
     export_rl_prompts,
     shortfall,
 )
+from synth.problems import Problem, generate_problems, real_problems
 from synth.schema import AgentSpec, Manifest, Record, TaskSpec
 from synth.store import RunStore, atomic_write
 from synth.tools import build_tools
@@ -106,7 +110,9 @@ def _run(
         # before Ray: an MCP server that will not list its tools fails the job in one line
         source = asyncio.run(_tools(config, endpoints["generator"]))
         run_id = uuid.uuid4().hex[:12]
+        stages = store.load_json("stages.json") or {}
         with _ray(config), _sandboxes_swept(config, run_id):
+            problems = _problems(config, store, stages, endpoints["generator"], run_id)
             pool = ActorPool(
                 endpoints,
                 settings(config, run_id),
@@ -116,9 +122,8 @@ def _run(
             )
             try:
                 with _progress(console, progress_every_s) as progress:
-                    stages = store.load_json("stages.json") or {}
                     agents = _agents(config, store, pool, source, stages, progress)
-                    tasks = _tasks(config, store, pool, agents, stages, progress)
+                    tasks = _tasks(config, store, pool, agents, problems, stages, progress)
                     _rollouts(config, store, pool, agents, tasks, progress)
             finally:
                 pool.shutdown()
@@ -237,18 +242,86 @@ def _agents(
     return _stage(store, stages, "agents", AgentSpec, produce)
 
 
+def _problems(
+    config: SynthConfig,
+    store: RunStore,
+    stages: dict[str, Any],
+    generator: Endpoint,
+    run_id: str,
+) -> list[Problem]:
+    """The coding problems Docker tasks are drawn from (checkpointed as a stage): the
+    configured real sets, and generated problems the sandbox validated."""
+    if config.environment_mix.docker <= 0:
+        return []
+
+    def produce(usage: dict[str, dict[str, float]]) -> tuple[list[Problem], dict[str, Any]]:
+        coding = config.tasks.coding
+        made = [
+            p
+            for real in coding.real_sets
+            for p in real_problems(real.name, real.path)
+            if not (coding.exclude_eval_sets and p.eval_set)
+        ]
+        summary: dict[str, Any] = {"real": len(made), "generated": {}}
+        if coding.generated:
+            kept, rejected = asyncio.run(
+                _generated_problems(generator, coding.generated, config.seed, run_id, usage)
+            )
+            made += kept
+            summary["generated"] = {
+                "tried": coding.generated,
+                "kept": len(kept),
+                "rejected": dict(rejected),
+            }
+        return made, summary
+
+    return _stage(store, stages, "problems", Problem, produce)
+
+
+async def _generated_problems(
+    generator: Endpoint, count: int, seed: int, run_id: str, usage: dict[str, dict[str, float]]
+) -> tuple[list[Problem], Counter[str]]:
+    from sandboxes.docker import DockerSandbox
+
+    async with ChatClient(generator) as client:
+        with DockerSandbox(labels={"summit.run": run_id}) as box:
+            made = await generate_problems(client, count, seed, box)
+        add_usage(usage, {"generator": client.usage.as_dict()})
+    return made
+
+
+def drawn_problems(
+    agents: list[AgentSpec], problems: list[Problem], per_agent: int, seed: int
+) -> dict[str, list[Problem]]:
+    """Per Docker coding agent, the problems its tasks are made from: consecutive slices
+    of the pool in one seeded order, so no two agents share a problem until the pool is
+    used up (then it wraps)."""
+    coders = [a for a in agents if a.environment == "docker" and a.toolset is None]
+    if not problems or not coders:
+        return {}
+    order = list(problems)
+    random.Random(f"problems:{seed}").shuffle(order)
+    drawn: dict[str, list[Problem]] = {}
+    for index, agent in enumerate(coders):
+        start = index * per_agent
+        drawn[agent.id] = [order[(start + k) % len(order)] for k in range(per_agent)]
+    return drawn
+
+
 def _tasks(
     config: SynthConfig,
     store: RunStore,
     pool: ActorPool,
     agents: list[AgentSpec],
+    problems: list[Problem],
     stages: dict[str, Any],
     progress: StageProgress,
 ) -> list[TaskSpec]:
     def produce(usage: dict[str, dict[str, float]]) -> tuple[list[TaskSpec], dict[str, Any]]:
         per_agent = config.tasks.per_agent
         bar = progress.add_task("tasks", total=len(agents) * per_agent)
-        items = ((a.id, (a,)) for a in agents)
+        drawn = drawn_problems(agents, problems, per_agent, config.seed)
+        items = ((a.id, (a, drawn.get(a.id, []))) for a in agents)
         made: dict[str, list[TaskSpec]] = {}
         failures: list[str] = []
         blueprints: dict[str, Any] = {"tried": 0, "kept": 0, "rejected": {}}
@@ -265,10 +338,36 @@ def _tasks(
             made[key] = tasks
             failures += failed
             add_blueprint_counts(blueprints, counts)
-        summary = {"failures": failures, "blueprints": blueprints}
-        return [t for a in agents for t in made[a.id]], summary
+        tasks = [t for a in agents for t in made[a.id]]
+        removed: list[dict[str, str]] = []
+        if config.tasks.decontaminate.against:
+            tasks, removed = _decontaminated(config, tasks)
+        summary = {"failures": failures, "blueprints": blueprints, "decontaminated": removed}
+        return tasks, summary
 
     return _stage(store, stages, "tasks", TaskSpec, produce)
+
+
+def _decontaminated(
+    config: SynthConfig, tasks: list[TaskSpec]
+) -> tuple[list[TaskSpec], list[dict[str, str]]]:
+    """``tasks`` without those overlapping the named evaluation sets, and what was removed
+    (task, set, item, why)."""
+    block = config.tasks.decontaminate
+    try:
+        index = OverlapIndex.of(block.against, n=block.n, threshold=block.threshold)
+    except DecontamError as exc:
+        raise TaskError(f"tasks.decontaminate: {exc}") from exc
+    kept, removed = decontaminate(tasks, index)
+    return kept, [
+        {
+            "task_id": r.task_id,
+            "source": r.match.source,
+            "item": r.match.item_id,
+            "reason": r.match.reason(),
+        }
+        for r in removed
+    ]
 
 
 def _rollouts(

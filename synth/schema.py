@@ -295,6 +295,73 @@ class BlueprintCounts(BaseModel):
         )
 
 
+class ProblemCounts(BaseModel):
+    """The coding problems Docker tasks were drawn from: a real set's, and generated ones
+    (``tried == kept + sum(rejected_by_reason)``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    real: int = 0
+    generated_tried: int = 0
+    generated_kept: int = 0
+    rejected_by_reason: dict[str, int] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, summary: dict[str, Any]) -> ProblemCounts:
+        generated = summary.get("generated") or {}
+        return cls(
+            real=summary.get("real", 0),
+            generated_tried=generated.get("tried", 0),
+            generated_kept=generated.get("kept", 0),
+            rejected_by_reason=generated.get("rejected", {}),
+        )
+
+
+class Decontaminated(BaseModel):
+    """A task removed before it was played: it overlaps an evaluation set's item."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str
+    source: str
+    """The evaluation set (``humaneval``, a file's path)."""
+    item: str
+    """The item it overlaps, by its id in that set."""
+    reason: str
+
+
+NEAR_DUP_THRESHOLD = 0.9
+"""Cosine similarity from which two texts count as near duplicates."""
+
+
+class Diversity(BaseModel):
+    """Diversity figures of one group of tasks, and of their trajectories where played
+    (:mod:`synth.diversity`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: int
+    near_dup_rate_tasks: float
+    call_patterns_per_100: float
+    tool_coverage: float
+    goal_words_mean: float
+    trajectories: int = 0
+    near_dup_rate_trajectories: float | None = None
+    trajectory_messages_mean: float | None = None
+    trajectory_tool_calls_mean: float | None = None
+
+
+class DiversityReport(BaseModel):
+    """Diversity per environment kind and per task source (``manifest.json``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = NEAR_DUP_THRESHOLD
+    """Cosine similarity from which two texts count as near duplicates."""
+    by_environment: dict[str, Diversity] = Field(default_factory=dict)
+    by_source: dict[str, Diversity] = Field(default_factory=dict)
+
+
 class Manifest(BaseModel):
     """``manifest.json`` of a synthesis run: what it made, with which models, and whether
     the dataset reconciles with the tasks (one record per task, no duplicates)."""
@@ -315,6 +382,12 @@ class Manifest(BaseModel):
     tasks_by_source: dict[str, dict[str, int]] = Field(default_factory=dict)
     """Per environment kind: tasks per source (``TaskSpec.source``)."""
     blueprints: BlueprintCounts = Field(default_factory=BlueprintCounts)
+    problems: ProblemCounts = Field(default_factory=ProblemCounts)
+    decontaminated: list[Decontaminated] = Field(default_factory=list)
+    """Tasks removed for overlapping an evaluation set (not counted in ``tasks``)."""
+    eval_set_tasks: int = 0
+    """Tasks made from an evaluation set's problems (``TaskSpec.eval_set``) that were kept."""
+    diversity: DiversityReport = Field(default_factory=DiversityReport)
     usage: dict[str, dict[str, int | float]]
     """Per role: tokens and cost spent."""
     duplicates: int

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +24,7 @@ from rubrics import Criterion, Rubric
 from rubrics.degenerate import REASONS, degeneracy
 from synth.blueprints import BlueprintPlan, BlueprintRejected, write_blueprint
 from synth.bounded import Name, Short, StateValue
+from synth.problems import Problem, problem_draft
 from synth.schema import AgentSpec, Difficulty, TaskSpec, stable_id
 from synth.templates import personas, render
 from synth.verifiable import TOOLSET_TASKS, TaskDraft, code_task
@@ -89,11 +91,14 @@ async def make_tasks(
     client: ChatClient,
     seed: int,
     blueprints: BlueprintPlan | None = None,
+    problems: Sequence[Problem] = (),
 ) -> tuple[list[TaskSpec], list[str]]:
     """``count`` tasks for ``agent``, and one line per task that could not be written.
 
     With ``blueprints`` each task is first written as a blueprint validated by execution
     (:mod:`synth.blueprints`); a rejected one falls back to the template or generated task.
+    A Docker agent's task ``i`` is made from ``problems[i]`` where there is one (a real
+    set's or a validated generated problem), else from the templates.
 
     The tasks are written concurrently (they are independent), in order of index; a
     blueprint that repeats an earlier one (in index order, so a rerun decides alike) is
@@ -107,10 +112,14 @@ async def make_tasks(
     if blueprints is not None:
         written = [d if d is not None and blueprints.claim(d) else None for d in written]
 
-    async def one(task_id: str, difficulty: Difficulty, draft: TaskDraft | None) -> TaskSpec | str:
+    async def one(
+        index: int, task_id: str, difficulty: Difficulty, draft: TaskDraft | None
+    ) -> TaskSpec | str:
         rng = random.Random(task_id)
         user_persona = rng.choice(personas()["users"])
         try:
+            if draft is None and agent.environment == "docker" and index < len(problems):
+                draft = problem_draft(problems[index], difficulty)
             if draft is None:
                 draft = await _draft(agent, difficulty, user_persona, rng, client)
         except Exception as exc:  # noqa: BLE001 - one unwritable task is reported, not fatal
@@ -133,7 +142,9 @@ async def make_tasks(
             eval_set=draft.eval_set,
         )
 
-    done = await asyncio.gather(*(one(*item) for item in zip(ids, levels, written, strict=True)))
+    done = await asyncio.gather(
+        *(one(i, *item) for i, item in enumerate(zip(ids, levels, written, strict=True)))
+    )
     tasks = [t for t in done if isinstance(t, TaskSpec)]
     return tasks, [f for f in done if isinstance(f, str)]
 

@@ -20,7 +20,9 @@ from synth.schema import Checks, Difficulty, TaskSource
 class TaskDraft(BaseModel):
     """A task before it is bound to an agent (what the generator model also answers)."""
 
-    user_goal: str = Field(min_length=5, max_length=1000)
+    user_goal: str = Field(min_length=5, max_length=4000)
+    """Bounded generously: a real problem set's prompt is the goal (HumanEval's longest
+    is about 1,400 characters); what the generator writes has its own bound."""
     hidden_info: dict[str, str] = Field(default_factory=dict)
     success_criteria: list[str] = Field(min_length=1, max_length=4)
     expected_tools: list[str] = Field(default_factory=list, max_length=8)

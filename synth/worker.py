@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from synth.agents import write_agent
 from synth.blueprints import BlueprintPlan
 from synth.config import JudgeConfig, RolloutConfig
 from synth.errors import TaskError
+from synth.problems import Problem
 from synth.rollout import Limits, roll_out
 from synth.schema import AgentSpec, Difficulty, EnvironmentKind, Record, TaskSpec
 from synth.tasks import make_tasks
@@ -109,10 +110,12 @@ class Worker:
         return written, ok, self.usage_delta()
 
     async def make_tasks(
-        self, agent: AgentSpec
+        self, agent: AgentSpec, problems: Sequence[Problem] = ()
     ) -> tuple[list[TaskSpec], list[str], dict[str, Any], dict]:
         """The agent's tasks, the lines of those that could not be written, what became
-        of its blueprints (``tried``, ``kept``, ``rejected`` by reason), and the usage."""
+        of its blueprints (``tried``, ``kept``, ``rejected`` by reason), and the usage.
+        ``problems`` are the coding problems a Docker agent's tasks are made from, in
+        order (the templates make the rest)."""
         plan = self.blueprint_plan(agent)
         tasks, failures = await make_tasks(
             agent,
@@ -121,6 +124,7 @@ class Worker:
             self.clients["generator"],
             self.settings.seed,
             plan,
+            problems,
         )
         return tasks, failures, plan.counts() if plan else {}, self.usage_delta()
 

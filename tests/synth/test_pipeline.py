@@ -37,6 +37,12 @@ def test_a_run_writes_a_reconciled_dataset(tmp_path, local_ray, api_env) -> None
     by_source = manifest.tasks_by_source
     assert sum(n for kind in by_source.values() for n in kind.values()) == counts["tasks"]
     assert by_source["executable"] == {"template": 4} and by_source["simulated"] == {"generated": 4}
+    diversity = manifest.diversity.by_environment
+    assert {k: (v.tasks, v.trajectories) for k, v in diversity.items()} == {
+        "executable": (4, 4),
+        "simulated": (4, 4),
+    }
+    assert set(manifest.diversity.by_source) == {"template", "generated"}
     out = Path(config.output_dir)
     assert json.loads((out / "manifest.json").read_text())["counts"] == counts
     assert (out / "report.html").exists() and (out / "rl_prompts.parquet").exists()

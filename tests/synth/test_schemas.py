@@ -16,6 +16,7 @@ from rubrics.judge import answer_model, keyed
 from rubrics.loader import RubricSet
 from synth.agents import AgentDraft
 from synth.blueprints import Agreement, Blueprint, StatefulBlueprint
+from synth.problems import GeneratedProblem
 from synth.tasks import GeneratedTask, task_rubric
 from synth.user import UserTurn
 from synth.verifiable import TaskDraft
@@ -30,6 +31,7 @@ def _judge_model() -> type[BaseModel]:
 BOUNDED = {
     "AgentDraft": lambda: AgentDraft,
     "GeneratedTask": lambda: GeneratedTask,
+    "GeneratedProblem": lambda: GeneratedProblem,
     "UserTurn": lambda: UserTurn,
     "JudgeAnswer": _judge_model,
     "PairAnswer": lambda: pair_answer_model(300),
