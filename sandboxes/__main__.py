@@ -1,8 +1,10 @@
-"""``python -m sandboxes``: build the Docker sandbox image, check the Docker engine."""
+"""``python -m sandboxes``: build the Docker sandbox image and the SWE image, check the
+Docker engine."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
@@ -30,6 +32,54 @@ def build_image_command(
     except SandboxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from exc
+
+
+@app.command("build-swe-image")
+def build_swe_image_command(
+    projects: list[str] = typer.Option(
+        None,
+        "--projects",
+        help="Pinned PyPI requirements (name==version) whose sdists ship unittest suites; "
+        "repeat the option. Default: more-itertools==10.5.0 and idna==3.10.",
+    ),
+    local: list[Path] = typer.Option(
+        None, "--local", help="A local project directory (with tests/) to add; repeatable."
+    ),
+    tag: str = typer.Option("summit-swe:latest", help="Image tag."),
+    cache_dir: Path = typer.Option(None, help="Where sdists are cached (fetched when missing)."),
+    fetch: bool = typer.Option(True, help="Download missing sdists (--no-fetch: cache only)."),
+    force: bool = typer.Option(False, help="Rebuild even when the image exists."),
+) -> None:
+    """Build the SWE image from the sandbox image, without a registry: sdists fetched
+    from PyPI into a local cache, their tests run offline; a project whose tests fail
+    before any mutation is left out with its reason."""
+    from sandboxes.base import SandboxError
+    from sandboxes.docker import image_exists
+    from sandboxes.swe_image import CACHE_DIR, DEFAULT_PROJECTS, ProjectSource, build_from_pypi
+
+    try:
+        if image_exists(tag) and not force:
+            print(f"{tag} exists (use --force to rebuild)")
+            return
+        extra = [ProjectSource(p.resolve().name, p.resolve(), source="local") for p in local or []]
+        report = build_from_pypi(
+            tuple(projects or DEFAULT_PROJECTS),
+            tag=tag,
+            cache_dir=cache_dir or CACHE_DIR,
+            fetch=fetch,
+            extra=extra,
+        )
+    except SandboxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from exc
+    for name, passing in report.accepted.items():
+        print(f"accepted {name}: {passing} tests pass")
+    for name, reason in report.rejected.items():
+        print(f"rejected {name}: {reason}")
+    if report.tag is None:
+        print("error: no project was accepted; no image built", file=sys.stderr)
+        raise typer.Exit(1)
+    print(f"built {report.tag}")
 
 
 @app.command()

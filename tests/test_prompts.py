@@ -206,6 +206,21 @@ async def synth_problem(tmp_path: Path) -> str:
     return await asked(json.dumps(answer), lambda client: write_problems(client, 1, seed=3))
 
 
+async def synth_swe_issue(tmp_path: Path) -> str:
+    from synth.swe_tasks import write_issue
+
+    failing = ("tests.test_stats.MeanTest.test_mean_of_one",)
+    report = (
+        "FAIL: tests.test_stats.MeanTest.test_mean_of_one\n"
+        "Traceback (most recent call last):\n"
+        '  File "/work/project/tests/test_stats.py", line 11, in test_mean_of_one\n'
+        "    self.assertEqual(mean([5]), 5)\n"
+        "AssertionError: 6.0 != 5"
+    )
+    reply = json.dumps({"title": "mean of one value is wrong", "body": "mean([5]) gives 6.0"})
+    return await asked(reply, lambda client: write_issue(client, "tinyproj", report, failing))
+
+
 Renderer = Callable[[Path], Awaitable[str]]
 """A template's text, rendered by the code that sends it (given a scratch directory)."""
 
@@ -267,6 +282,7 @@ RENDERERS: dict[str, Renderer] = {
     "synth/prompts/blueprint.jinja": synth_blueprint,
     "synth/prompts/blueprint_check.jinja": synth_blueprint_check,
     "synth/prompts/user.jinja": synth_user,
+    "synth/prompts/swe_issue.jinja": synth_swe_issue,
     "synth/prompts/problem.jinja": synth_problem,
     "sandboxes/prompts/simulator.jinja": simulator,
     "tool_registry/prompts/domains.jinja": evolution("domains"),
