@@ -95,6 +95,12 @@ class Environment(ABC):
         """The environment's state as JSON-able data."""
         return await self._snapshot()
 
+    async def final_state(self) -> dict[str, Any]:
+        """The state a finished episode is judged on, read before ``close``: the
+        :meth:`state`, and, for an environment whose check needs the live episode (a
+        repository's test suite), that check's result beside it."""
+        return await self.state()
+
     async def close(self) -> None:  # noqa: B027 - optional hook; most environments hold nothing
         """Release what the episode holds (processes, containers)."""
 

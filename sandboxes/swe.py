@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sandboxes.base import Environment, SandboxError, ToolFailure
@@ -89,6 +90,10 @@ RUN_TESTS = _tool(
 )
 
 
+SWE_TOOLS = (RUN_SHELL, READ_FILE, EDIT_FILE, RUN_TESTS)
+"""The tools of a repository episode."""
+
+
 class BrokenTests(Protocol):
     """What the reward needs of a task's check (``synth.schema.RepoCheck`` is one)."""
 
@@ -108,11 +113,13 @@ class SWEEnvironment(Environment):
     ) -> None:
         """``labels`` go on the container beside ``summit=sandbox``, so that
         ``sandboxes.docker.remove_containers`` finds it after a lost worker."""
-        super().__init__([RUN_SHELL, READ_FILE, EDIT_FILE, RUN_TESTS])
+        super().__init__(list(SWE_TOOLS))
         self.image, self.labels = image, labels
         self.limits = limits or SWELimits()
         self.box: RepoContainer | None = None
         self._edited: dict[str, str] = {}
+        self._broken: list[str] = []
+        """The tests the task's bug broke (``initial_state.failing_tests``)."""
 
     async def _reset(self, task: dict[str, Any]) -> str:
         state = task.get("initial_state") or {}
@@ -132,6 +139,7 @@ class SWEEnvironment(Environment):
                 raise SandboxError(f"cannot start the episode: {exc}") from exc
         await asyncio.to_thread(box.mark_start)
         self._edited = {}
+        self._broken = [str(t) for t in state.get("failing_tests") or []]
         return (
             f"The project {project} is checked out at {PROJECT_DIR} (no network). Its tests "
             f"run with `{box.project.test_command}` (or the run_tests tool). Tools: "
@@ -175,6 +183,14 @@ class SWEEnvironment(Environment):
     async def _snapshot(self) -> dict[str, Any]:
         project = self.box.project.name if self.box is not None else None
         return {"project": project, "edited": dict(self._edited)}
+
+    async def final_state(self) -> dict[str, Any]:
+        """The state, and where the task names the tests its bug broke, the reward the
+        whole suite gives (``reward``, ``reward_reason``: :func:`swe_reward`)."""
+        state = await self.state()
+        if self._broken and self.box is not None:
+            state["reward"], state["reward_reason"] = await swe_reward(self, _Broken(self._broken))
+        return state
 
     async def close(self) -> None:
         box, self.box = self.box, None
@@ -277,6 +293,11 @@ async def swe_reward(env: SWEEnvironment, check: BrokenTests) -> tuple[float, st
     """
     run = await env.final_tests()
     return grade(run, list(check.failing_tests), env.container.project.passing)
+
+
+@dataclass(frozen=True)
+class _Broken:
+    failing_tests: Sequence[str]
 
 
 def _ids(ids: list[str], shown: int = 5) -> str:

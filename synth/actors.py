@@ -64,7 +64,7 @@ class SynthActor:
     async def write_agent(self, agent: AgentSpec) -> Any:
         return await self.worker.write_agent(agent)
 
-    async def make_tasks(self, agent: AgentSpec, problems: list[Problem]) -> Any:
+    async def make_tasks(self, agent: AgentSpec, problems: list[Problem | TaskSpec]) -> Any:
         return await self.worker.make_tasks(agent, problems)
 
     async def run_task(self, task: TaskSpec, agent: AgentSpec) -> Any:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +46,9 @@ class ToolSource:
     toolsets: dict[str, list[ToolSpec]]
     mcp: dict[str, tuple[list[str], list[ToolSpec]]]
     code_tools: list[ToolSpec]
+    repository_tools: list[ToolSpec] = field(default_factory=list)
+    """The tools of repository (SWE-style) agents, when ``tasks.repositories`` names
+    projects: a share (``tasks.repositories.share``) of the Docker agents get them."""
 
 
 def allocate(
@@ -72,6 +75,12 @@ def allocate(
     return order
 
 
+REPOSITORY = "repository"
+"""The domain of the Docker agents that fix bugs in real projects."""
+SWE_TOOLSET = "swe"
+"""The ``toolset`` of those agents: their episodes run in :class:`sandboxes.swe.SWEEnvironment`."""
+
+
 def plan_agents(config: SynthConfig, source: ToolSource) -> list[AgentSpec]:
     """The agents with their tools and personas, system prompts still templated."""
     rng = random.Random(f"agents:{config.seed}")
@@ -86,6 +95,8 @@ def plan_agents(config: SynthConfig, source: ToolSource) -> list[AgentSpec]:
     domains = sorted({t.domain for t in source.repository})
     rng.shuffle(domains)
     agents = []
+    coders = 0
+    share = config.tasks.repositories.share if source.repository_tools else 0.0
     for index, kind in enumerate(kinds):
         toolset = server = None
         if kind == "simulated":
@@ -99,7 +110,11 @@ def plan_agents(config: SynthConfig, source: ToolSource) -> list[AgentSpec]:
         elif kind == "mcp":
             server = sorted(source.mcp)[index % len(source.mcp)]
             tools, domain = source.mcp[server][1], server
+        elif int((coders + 1) * share) > int(coders * share):  # every 1/share-th coder
+            coders += 1
+            tools, domain, toolset = source.repository_tools, REPOSITORY, SWE_TOOLSET
         else:
+            coders += 1
             tools, domain = source.code_tools, "python"
         persona = rng.choice(personas()["agents"])
         agent_id = stable_id("agent", config.seed, index, kind, [t.id for t in tools], persona)

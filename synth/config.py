@@ -234,6 +234,22 @@ class DecontamConfig(_Strict):
         return against
 
 
+class RepositoriesConfig(_Strict):
+    """Repository (SWE-style) tasks: bugs injected into real projects of the SWE image
+    (``python -m sandboxes build-swe-image``), to be fixed until the tests pass."""
+
+    projects: list[str] = Field(default_factory=list)
+    """Projects of the SWE image (``more-itertools``, ``idna``, or your own added with
+    ``build-swe-image --local DIR``); empty: no repository tasks."""
+    share: float = Field(default=0.5, ge=0, le=1)
+    """Share of the Docker agents that work on repositories (the others write functions)."""
+    per_function: int | None = Field(default=2, ge=1)
+    """Mutants tried per function at most (None: every one)."""
+    max_mutants: int | None = Field(default=40, ge=1)
+    """Mutants tried per project at most (None: every one); each runs the project's tests."""
+    image: str = "summit-swe:latest"
+
+
 class TasksConfig(_Strict):
     per_agent: int = Field(default=3, ge=1)
     """Tasks per agent, spread over the difficulties in order."""
@@ -251,6 +267,8 @@ class TasksConfig(_Strict):
     """Docker coding tasks: real problem sets and validated generated problems."""
     decontaminate: DecontamConfig = Field(default_factory=DecontamConfig)
     """Evaluation sets no task may overlap (n-gram overlap; removed with the reason)."""
+    repositories: RepositoriesConfig = Field(default_factory=RepositoriesConfig)
+    """Repository tasks for a share of the Docker agents (off until ``projects`` names one)."""
 
 
 class RolloutConfig(_Strict):
@@ -349,6 +367,7 @@ class SynthConfig(_Strict):
                 del data["endpoints"][role]["model_path"]
         for block, name in (
             ("tasks", "coding"),
+            ("tasks", "repositories"),
             ("tasks", "decontaminate"),
             ("tools", "toolsets"),
             ("tasks", "blueprints"),

@@ -67,6 +67,8 @@ async def decide(
         return ruled
     if task.checks.expected_state is not None:
         return _by_state(task, trajectory, task.checks.expected_state)
+    if task.checks.repo is not None:
+        return _by_repository(task, trajectory)
     if task.checks.tests is not None:
         if box is None:
             raise ValueError("a task with tests needs a Docker sandbox")
@@ -106,6 +108,30 @@ def _by_state(task: TaskSpec, trajectory: Trajectory, expected: dict[str, Any]) 
         reason="state_mismatch" if problems else "",
         detail="; ".join(problems)[:500],
         verified=not problems,
+    )
+
+
+def _by_repository(task: TaskSpec, trajectory: Trajectory) -> Record:
+    """Decided by the project's test suite, run in the episode's container when it ended
+    (``final_state.reward``: the tests the bug broke pass and no other test fails)."""
+    reward = trajectory.final_state.get("reward")
+    reason = str(trajectory.final_state.get("reward_reason") or "")
+    if reward is None:
+        return _record(
+            task,
+            trajectory,
+            outcome="rejected",
+            reason="rollout_error",
+            detail="the episode ended without running the project's tests",
+        )
+    fixed = float(reward) >= 1.0
+    return _record(
+        task,
+        trajectory,
+        outcome="accepted" if fixed else "rejected",
+        reason="" if fixed else "tests_failed",
+        detail=reason[:500],
+        verified=fixed,
     )
 
 

@@ -27,6 +27,7 @@ from synth.schema import (
     Manifest,
     ManifestCounts,
     ProblemCounts,
+    RepositoryCounts,
     RLPromptRow,
     TaskSpec,
 )
@@ -118,6 +119,15 @@ def build_manifest(
         tasks_by_source=tasks_by_source(tasks),
         blueprints=BlueprintCounts.of(stages.get("tasks", {}).get("blueprints") or {}),
         problems=ProblemCounts.of(stages.get("problems") or {}),
+        repositories={
+            name: RepositoryCounts(
+                tried=entry["tried"],
+                kept=entry["kept"],
+                dropped_by_reason=entry["dropped"],
+                error=entry["error"],
+            )
+            for name, entry in (stages.get("mutations", {}).get("projects") or {}).items()
+        },
         decontaminated=[
             Decontaminated(**entry) for entry in stages.get("tasks", {}).get("decontaminated") or []
         ],

@@ -38,7 +38,7 @@ from llm import ChatClient, Endpoint
 from llm.interrupt import keeping_sigterm_handler, signals_held
 from llm.progress import DEFAULT_EVERY_S, StageProgress
 from synth.actors import ActorPool, ClusterLost, stream
-from synth.agents import ToolSource, plan_agents
+from synth.agents import SWE_TOOLSET, ToolSource, plan_agents
 from synth.config import ROLES, SynthConfig
 from synth.decontam import DecontamError, OverlapIndex, decontaminate
 from synth.errors import TaskError
@@ -113,6 +113,7 @@ def _run(
         stages = store.load_json("stages.json") or {}
         with _ray(config), _sandboxes_swept(config, run_id):
             problems = _problems(config, store, stages, endpoints["generator"], run_id)
+            mutations = _mutations(config, store, stages, endpoints["generator"])
             pool = ActorPool(
                 endpoints,
                 settings(config, run_id),
@@ -123,7 +124,8 @@ def _run(
             try:
                 with _progress(console, progress_every_s) as progress:
                     agents = _agents(config, store, pool, source, stages, progress)
-                    tasks = _tasks(config, store, pool, agents, problems, stages, progress)
+                    made: dict[str, list[Any]] = {"problems": problems, "mutations": mutations}
+                    tasks = _tasks(config, store, pool, agents, made, stages, progress)
                     _rollouts(config, store, pool, agents, tasks, progress)
             finally:
                 pool.shutdown()
@@ -156,6 +158,7 @@ def settings(config: SynthConfig, run_id: str = "") -> WorkerSettings:
         mcp_servers={server.name: server for server in config.tools.mcp_servers},
         blueprints=tuple(config.tasks.blueprints),
         blueprint_judge=config.tasks.blueprint_judge,
+        swe_image=config.tasks.repositories.image,
     )
 
 
@@ -290,18 +293,82 @@ async def _generated_problems(
     return made
 
 
+def _mutations(
+    config: SynthConfig, store: RunStore, stages: dict[str, Any], generator: Endpoint
+) -> list[TaskSpec]:
+    """The repository tasks (checkpointed as a stage): per project of
+    ``tasks.repositories``, the mutants whose tests fail while the original's pass, each
+    with the issue the generator wrote from the failing output. A project that cannot be
+    used (not in the image, tests failing before any mutation) is counted with its
+    reason; the run goes on."""
+    block = config.tasks.repositories
+    if config.environment_mix.docker <= 0 or not block.projects:
+        return []
+
+    def produce(usage: dict[str, dict[str, float]]) -> tuple[list[TaskSpec], dict[str, Any]]:
+        from sandboxes.docker import image_exists
+
+        if not image_exists(block.image):
+            raise TaskError(
+                f"tasks.repositories needs the image {block.image}: run "
+                "`python -m sandboxes build-swe-image` (it fetches the projects' sources)"
+            )
+        made, summary = asyncio.run(_mutation_tasks(config, generator, usage))
+        return made, {"projects": summary}
+
+    return _stage(store, stages, "mutations", TaskSpec, produce)
+
+
+async def _mutation_tasks(
+    config: SynthConfig, generator: Endpoint, usage: dict[str, dict[str, float]]
+) -> tuple[list[TaskSpec], dict[str, Any]]:
+    from sandboxes.base import SandboxError
+    from synth.swe_tasks import build_swe_tasks
+
+    block = config.tasks.repositories
+    made: list[TaskSpec] = []
+    summary: dict[str, Any] = {}
+    async with ChatClient(generator) as client:
+        for project in block.projects:
+            try:
+                kept, dropped = await build_swe_tasks(
+                    project,
+                    client,
+                    image=block.image,
+                    seed=config.seed,
+                    per_function=block.per_function,
+                    max_mutants=block.max_mutants,
+                )
+            except SandboxError as exc:
+                summary[project] = {"tried": 0, "kept": 0, "dropped": {}, "error": str(exc)}
+                continue
+            made += [t.task_spec(agent_id="") for t in kept]
+            summary[project] = {
+                "tried": len(kept) + sum(dropped.values()),
+                "kept": len(kept),
+                "dropped": dict(dropped),
+                "error": None,
+            }
+        add_usage(usage, {"generator": client.usage.as_dict()})
+    return made, summary
+
+
 def drawn_problems(
-    agents: list[AgentSpec], problems: list[Problem], per_agent: int, seed: int
-) -> dict[str, list[Problem]]:
-    """Per Docker coding agent, the problems its tasks are made from: consecutive slices
-    of the pool in one seeded order, so no two agents share a problem until the pool is
-    used up (then it wraps)."""
-    coders = [a for a in agents if a.environment == "docker" and a.toolset is None]
+    agents: list[AgentSpec], problems: list[Problem | TaskSpec], per_agent: int, seed: int
+) -> dict[str, list[Problem | TaskSpec]]:
+    """Per Docker agent of the pool's kind (coding problems: the coding agents; mutation
+    tasks: the repository agents), what its tasks are made from: consecutive slices of the
+    pool in one seeded order, so no two agents share an item until the pool is used up
+    (then it wraps)."""
+    repository = bool(problems) and isinstance(problems[0], TaskSpec)
+    coders = [
+        a for a in agents if a.environment == "docker" and (a.toolset == SWE_TOOLSET) == repository
+    ]
     if not problems or not coders:
         return {}
     order = list(problems)
     random.Random(f"problems:{seed}").shuffle(order)
-    drawn: dict[str, list[Problem]] = {}
+    drawn: dict[str, list[Problem | TaskSpec]] = {}
     for index, agent in enumerate(coders):
         start = index * per_agent
         drawn[agent.id] = [order[(start + k) % len(order)] for k in range(per_agent)]
@@ -313,14 +380,20 @@ def _tasks(
     store: RunStore,
     pool: ActorPool,
     agents: list[AgentSpec],
-    problems: list[Problem],
+    material: dict[str, list[Any]],
     stages: dict[str, Any],
     progress: StageProgress,
 ) -> list[TaskSpec]:
+    """Every agent's tasks; ``material`` holds the pools Docker agents' tasks are drawn
+    from (``problems``, ``mutations``)."""
+
     def produce(usage: dict[str, dict[str, float]]) -> tuple[list[TaskSpec], dict[str, Any]]:
         per_agent = config.tasks.per_agent
         bar = progress.add_task("tasks", total=len(agents) * per_agent)
-        drawn = drawn_problems(agents, problems, per_agent, config.seed)
+        drawn = {
+            **drawn_problems(agents, material["problems"], per_agent, config.seed),
+            **drawn_problems(agents, material["mutations"], per_agent, config.seed),
+        }
         items = ((a.id, (a, drawn.get(a.id, []))) for a in agents)
         made: dict[str, list[TaskSpec]] = {}
         failures: list[str] = []

@@ -61,7 +61,7 @@ async def roll_out(
     try:
         await env.reset({"id": task.id, "initial_state": task.initial_state})
         stop = await _converse(episode, agent, env, agent_client, user, limits, seed)
-        final_state = await env.state()
+        final_state = await env.final_state()
     except (LLMError, SandboxError) as exc:
         stop, final_state = f"error: {type(exc).__name__}: {exc}"[:500], {}
     finally:

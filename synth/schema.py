@@ -317,6 +317,18 @@ class ProblemCounts(BaseModel):
         )
 
 
+class RepositoryCounts(BaseModel):
+    """One project's mutation tasks (``synth.swe_tasks``): ``tried == kept +
+    sum(dropped_by_reason)``; ``error`` when the project could not be used at all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tried: int = 0
+    kept: int = 0
+    dropped_by_reason: dict[str, int] = Field(default_factory=dict)
+    error: str | None = None
+
+
 class Decontaminated(BaseModel):
     """A task removed before it was played: it overlaps an evaluation set's item."""
 
@@ -383,6 +395,8 @@ class Manifest(BaseModel):
     """Per environment kind: tasks per source (``TaskSpec.source``)."""
     blueprints: BlueprintCounts = Field(default_factory=BlueprintCounts)
     problems: ProblemCounts = Field(default_factory=ProblemCounts)
+    repositories: dict[str, RepositoryCounts] = Field(default_factory=dict)
+    """Per project of ``tasks.repositories``: mutants tried, kept and dropped by reason."""
     decontaminated: list[Decontaminated] = Field(default_factory=list)
     """Tasks removed for overlapping an evaluation set (not counted in ``tasks``)."""
     eval_set_tasks: int = 0

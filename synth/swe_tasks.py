@@ -95,7 +95,11 @@ class SWETask:
 
     def initial_state(self) -> dict[str, object]:
         """What :class:`~sandboxes.swe.SWEEnvironment` starts the episode from."""
-        return {"project": self.project, "files": {self.path: self.mutated_source}}
+        return {
+            "project": self.project,
+            "files": {self.path: self.mutated_source},
+            "failing_tests": list(self.failing_tests),
+        }
 
     def task_spec(self, agent_id: str, domain: str = "software engineering") -> TaskSpec:
         """The task for the synthesis pipeline (environment ``docker``, ``checks.repo``)."""

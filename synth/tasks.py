@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llm import ChatClient, Message
 from rubrics import Criterion, Rubric
 from rubrics.degenerate import REASONS, degeneracy
+from synth.agents import SWE_TOOLSET
 from synth.blueprints import BlueprintPlan, BlueprintRejected, write_blueprint
 from synth.bounded import Name, Short, StateValue
 from synth.problems import Problem, problem_draft
@@ -91,14 +92,16 @@ async def make_tasks(
     client: ChatClient,
     seed: int,
     blueprints: BlueprintPlan | None = None,
-    problems: Sequence[Problem] = (),
+    problems: Sequence[Problem | TaskSpec] = (),
 ) -> tuple[list[TaskSpec], list[str]]:
     """``count`` tasks for ``agent``, and one line per task that could not be written.
 
     With ``blueprints`` each task is first written as a blueprint validated by execution
     (:mod:`synth.blueprints`); a rejected one falls back to the template or generated task.
     A Docker agent's task ``i`` is made from ``problems[i]`` where there is one (a real
-    set's or a validated generated problem), else from the templates.
+    set's or a validated generated problem), else from the templates; a repository
+    agent's is ``problems[i]`` itself, a mutation task (:mod:`synth.swe_tasks`) bound to
+    it, and without one it has no task ``i``.
 
     The tasks are written concurrently (they are independent), in order of index; a
     blueprint that repeats an earlier one (in index order, so a rerun decides alike) is
@@ -119,7 +122,12 @@ async def make_tasks(
         user_persona = rng.choice(personas()["users"])
         try:
             if draft is None and agent.environment == "docker" and index < len(problems):
-                draft = problem_draft(problems[index], difficulty)
+                made = problems[index]
+                if isinstance(made, TaskSpec):
+                    return bound_task(made, task_id, agent)
+                draft = problem_draft(made, difficulty)
+            if agent.toolset == SWE_TOOLSET:
+                return f"{task_id}: no repository task is left for it (the mutation pool is empty)"
             if draft is None:
                 draft = await _draft(agent, difficulty, user_persona, rng, client)
         except Exception as exc:  # noqa: BLE001 - one unwritable task is reported, not fatal
@@ -147,6 +155,14 @@ async def make_tasks(
     )
     tasks = [t for t in done if isinstance(t, TaskSpec)]
     return tasks, [f for f in done if isinstance(f, str)]
+
+
+def bound_task(made: TaskSpec, task_id: str, agent: AgentSpec) -> TaskSpec:
+    """A task made for no agent in particular (a repository's mutation) as ``agent``'s
+    task ``task_id``, its rubric renamed after it."""
+    rubric = made.rubric.model_copy(update={"id": f"task.{task_id.removeprefix('task-')}"})
+    update = {"id": task_id, "agent_id": agent.id, "domain": agent.domain, "rubric": rubric}
+    return made.model_copy(update=update)
 
 
 async def _blueprint(

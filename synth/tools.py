@@ -52,11 +52,22 @@ async def build_tools(config: SynthConfig, out: Path, generator: ChatClient | No
     if config.environment_mix.executable > 0:
         toolsets = {name: _specs(load_toolset(name), name) for name in config.tools.toolsets}
     code: list[ToolSpec] = []
+    repository_tools: list[ToolSpec] = []
     if config.environment_mix.docker > 0:
         from sandboxes.code_env import RUN_PYTHON
 
         code = [RUN_PYTHON]
-    return ToolSource(repository=repository, toolsets=toolsets, mcp=mcp, code_tools=code)
+        if config.tasks.repositories.projects:
+            from sandboxes.swe import SWE_TOOLS
+
+            repository_tools = list(SWE_TOOLS)
+    return ToolSource(
+        repository=repository,
+        toolsets=toolsets,
+        mcp=mcp,
+        code_tools=code,
+        repository_tools=repository_tools,
+    )
 
 
 def _specs(cls: type[ToolSet], name: str) -> list[ToolSpec]:

@@ -21,7 +21,7 @@ from sandboxes.executable import ExecutableEnvironment
 from sandboxes.mcp_env import MCPEnvironment, MCPServerConfig
 from sandboxes.simulated import SimulatedEnvironment
 from sandboxes.toolsets import load_toolset
-from synth.agents import write_agent
+from synth.agents import SWE_TOOLSET, write_agent
 from synth.blueprints import BlueprintPlan
 from synth.config import JudgeConfig, RolloutConfig
 from synth.errors import TaskError
@@ -56,6 +56,8 @@ class WorkerSettings:
     execution (``tasks.blueprints``); the synthesis sets them, a bare worker writes none."""
     blueprint_judge: bool = True
     """Whether the judge must find a blueprint's goal and calls in agreement."""
+    swe_image: str = "summit-swe:latest"
+    """The image repository agents' episodes run in (``tasks.repositories.image``)."""
 
 
 def settings_from(rollout: RolloutConfig, judge: JudgeConfig, **more: Any) -> WorkerSettings:
@@ -110,12 +112,12 @@ class Worker:
         return written, ok, self.usage_delta()
 
     async def make_tasks(
-        self, agent: AgentSpec, problems: Sequence[Problem] = ()
+        self, agent: AgentSpec, problems: Sequence[Problem | TaskSpec] = ()
     ) -> tuple[list[TaskSpec], list[str], dict[str, Any], dict]:
         """The agent's tasks, the lines of those that could not be written, what became
         of its blueprints (``tried``, ``kept``, ``rejected`` by reason), and the usage.
-        ``problems`` are the coding problems a Docker agent's tasks are made from, in
-        order (the templates make the rest)."""
+        ``problems`` are what a Docker agent's tasks are made from, in order: coding
+        problems (the templates make the rest), or a repository agent's mutation tasks."""
         plan = self.blueprint_plan(agent)
         tasks, failures = await make_tasks(
             agent,
@@ -192,6 +194,10 @@ class Worker:
         if agent.environment == "mcp":
             server = self.settings.mcp_servers.get(agent.domain)
             return MCPEnvironment(server or list(agent.mcp_command or []))
+        if agent.environment == "docker" and agent.toolset == SWE_TOOLSET:
+            from sandboxes.swe import SWEEnvironment
+
+            return SWEEnvironment(self.settings.swe_image, labels=self.settings.sandbox_labels)
         if agent.environment == "docker":
             from sandboxes.code_env import CodeEnvironment
 
