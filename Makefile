@@ -12,7 +12,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.summit-installed
 CHECKED := llm tool_registry sandboxes rubrics synth rl tests bench
 
-.PHONY: setup system run test test-fast lint bench clean
+.PHONY: setup system swe-image run test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -45,7 +45,14 @@ run: setup system
 system:
 	@bash scripts/system.sh
 
-test: setup system
+# The SWE image (real projects for repository tasks): sdists fetched from PyPI into
+# ~/.cache/summit/sdists and installed into an image built from the sandbox image, no
+# registry. Without an engine it fails and the tests that need it skip (or fail, CI=true).
+swe-image: setup system
+	-$(PY) -m sandboxes build-image
+	-$(PY) -m sandboxes build-swe-image
+
+test: setup system swe-image
 	$(PY) -m pytest
 
 test-fast: setup
@@ -68,6 +75,7 @@ bench: setup
 	$(PY) bench/overload.py
 	$(PY) bench/engine.py
 	$(PY) bench/fidelity.py
+	$(PY) bench/tasks.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -168,7 +168,7 @@ async def _validated(
     seed = rng.randrange(2**31)
     try:
         blueprint = await client.complete_json(
-            [Message(role="user", content=prompt)], schema, seed=seed, max_tokens=900
+            [Message(role="user", content=prompt)], schema, seed=seed, max_tokens=700
         )
     except Exception as exc:
         raise BlueprintRejected("generation_failed", f"{type(exc).__name__}: {exc}") from exc

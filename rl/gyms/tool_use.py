@@ -351,6 +351,11 @@ class _Reader:
                 name, server = self._server(where, spec, extra["mcp_server"])
                 specs = _tools(where, extra["tools"]) or self._list(name, server)
                 cls = environment_for(kind, name, specs, self.settings, server=server)
+            elif spec.checks.repo is not None:
+                raise _Unplayable(
+                    "a repository (SWE) task: its project's container is played by the "
+                    "synthesis, not by the RL gyms yet"
+                )
             else:
                 cls = environment_for(
                     kind, "code", docker_specs(), self.settings, sandbox=self.sandbox

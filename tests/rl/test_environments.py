@@ -482,3 +482,27 @@ def test_the_demo_tasks_load_one_of_each_kind_and_the_pypi_time_server_answers()
 
     (reply,) = play(episode())
     assert json.loads(reply)["timezone"] == "Asia/Tokyo" and env.failure is None
+
+
+def test_a_users_tool_set_by_import_path_is_an_rl_environment(monkeypatch) -> None:
+    """``toolset: user_tools:Inventory`` in a task row plays the user's own class."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "synth"))
+    cls = environment_class("user_tools:Inventory")
+    listed = {n for n, _ in inspect.getmembers(cls, inspect.isfunction) if not n.startswith("_")}
+    assert listed == {"reset", "get_item", "restock"}
+    task = {
+        **spec_of(demo("demo-exec")),
+        "initial_state": {"items": {"A-100": {"quantity": 2}}},
+        "checks": {"expected_state": {"items": {"A-100": {"quantity": 5}}}},
+    }
+    env = cls()
+    env.reset(**row_for(task))
+
+    async def episode() -> None:
+        await env.restock(sku="A-100", quantity=3)
+        await env.finish()
+
+    play(episode())
+    assert env.state == {"items": {"A-100": {"quantity": 5}}}
+    with pytest.raises(KeyError, match="no environment registered"):
+        environment_class("user_tools:Missing")

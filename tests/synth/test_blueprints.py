@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -314,3 +315,65 @@ def test_blueprint_counts_add_up_across_agents() -> None:
     counts = BlueprintCounts.of(total)
     assert counts.tried == 5 and counts.kept == 2
     assert counts.rejected_by_reason == {"no_effect": 3}
+
+
+NOTES_SERVER = [
+    sys.executable,
+    str(HERE.parent / "sandboxes" / "fixtures" / "stateful_server.py"),
+]
+
+
+@pytest.mark.integration
+async def test_an_mcp_blueprint_is_replayed_on_a_fresh_server(tmp_path: Path) -> None:
+    """A real MCP server (a process per episode) whose state a harness tool reads: the
+    generator is shown that state, and the replay's change becomes the check."""
+    from sandboxes.mcp_env import MCPServerConfig, list_server_tools
+
+    def server(**state: str) -> MCPServerConfig:
+        return MCPServerConfig(
+            command=NOTES_SERVER, env={"NOTES_FILE": "{episode_dir}/n.json"}, **state
+        )
+
+    reading = server(state_tool="dump_state")
+    agent = AgentSpec(
+        id="agent-notes",
+        name="notes-desk",
+        domain="notes",
+        environment="mcp",
+        system_prompt="You keep notes.",
+        persona="tidy",
+        tools=await list_server_tools(reading),
+        mcp_command=NOTES_SERVER,
+    )
+    shown: list[dict[str, Any]] = []
+
+    def make(state: dict[str, Any], difficulty: str) -> dict[str, Any]:
+        shown.append(state)
+        return {
+            "user_goal": "Note down that I must buy milk.",
+            "user_persona": "a forgetful cook",
+            "success_criteria": ["a note says buy milk"],
+            "actions": [{"tool": "add_note", "arguments": {"text": "buy milk"}}],
+        }
+
+    async def play(config: MCPServerConfig) -> tuple[TaskSpec, dict[str, Any]]:
+        settings = WorkerSettings(
+            tasks_per_agent=1,
+            difficulties=("single",),
+            blueprints=("mcp",),
+            mcp_servers={"notes": config},
+        )
+        with ScriptedEndpoint(blueprint_world(make)) as endpoint:
+            worker = Worker(endpoints_for(endpoint), settings)
+            try:
+                [task], _, counts, _ = await worker.make_tasks(agent)
+            finally:
+                await worker.aclose()
+        return task, counts
+
+    task, counts = await play(reading)
+    assert counts == {"tried": 1, "kept": 1, "rejected": {}} and shown == [{"notes": []}]
+    assert task.source == "blueprint" and task.checks.expected_state == {"notes": ["buy milk"]}
+    # a server whose state cannot be read writes no blueprint: a judge-checked task
+    task, counts = await play(server())
+    assert counts == {} and task.source == "generated"

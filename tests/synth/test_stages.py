@@ -118,7 +118,7 @@ def test_the_demo_config_hash_is_stable() -> None:
     from synth.config import load_config
 
     demo = Path(__file__).resolve().parents[2] / "configs" / "synth" / "demo.yaml"
-    assert load_config(demo).content_hash() == "3ba7fdfa214200f7"
+    assert load_config(demo).content_hash() == "de90336aec73b9c4"
 
 
 def test_the_config_hash_follows_what_the_rubric_files_say(tmp_path: Path) -> None:
