@@ -42,20 +42,16 @@ from llm import ChatClient
 from llm.testing import Reply, ScriptedEndpoint
 from sandboxes.executable import ExecutableEnvironment
 from sandboxes.toolsets import TOOLSETS
-from synth.blueprints import BlueprintPlan, BlueprintRejected, write_blueprint
+from synth.blueprints import REJECT_REASONS, BlueprintPlan, BlueprintRejected, write_blueprint
 from synth.schema import AgentSpec, Difficulty
 from synth.tasks import DIFFICULTY_TEXT
 from synth.verifiable import TOOLSET_TASKS, TaskDraft
 
 DIFFICULTIES: tuple[Difficulty, ...] = ("single", "multi_step", "clarify")
-FAULTS = (
-    "unknown_tool",
-    "invalid_arguments",
-    "call_failed",
-    "no_effect",
-    "difficulty_mismatch",
-    "judge_disagrees",
-)
+UNPLANTED = ("generation_failed", "degenerate", "judge_error", "duplicate")
+FAULTS = tuple(r for r in REJECT_REASONS if r not in UNPLANTED)
+"""The reject reasons a blueprint is planted with (the others come from the generator's
+or the judge's failing, or from repeating an earlier one)."""
 FAULT_SHARE = 0.4
 
 
@@ -410,14 +406,22 @@ def swe(quick: bool) -> dict[str, Any]:
             "env_s": round(median(starts), 3) if starts else None,
         }
 
+    def bare_start(image: str) -> float:
+        """The floor under an episode's start: a container of the image that runs `true`."""
+        started = time.perf_counter()
+        engine().containers.run(image, "true", remove=True, network_disabled=True)
+        return time.perf_counter() - started
+
     build_swe_image([ProjectSource("tinyproj", FIXTURE)], BENCH_IMAGE, base=ensure_image())
     try:
         fixture = asyncio.run(measure("tinyproj", BENCH_IMAGE, 12 if quick else 40))
+        bare = median(bare_start(BENCH_IMAGE) for _ in range(5))
     finally:
         engine().images.remove(BENCH_IMAGE, force=True)
     figures: dict[str, Any] = {
         "swe_yield": fixture["yield"],
         "swe_env_s": fixture["env_s"],
+        "bare_container_s": round(bare, 3),
         "swe_fixture": fixture,
     }
     if not quick and image_exists(SWE_IMAGE):

@@ -31,7 +31,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,15 +51,7 @@ Rejection = Literal[
     "reference_hangs",
     "trivial_passes",
 ]
-REJECTIONS: tuple[Rejection, ...] = (
-    "generation_failed",
-    "no_entry_point",
-    "bad_tests",
-    "duplicate",
-    "reference_fails",
-    "reference_hangs",
-    "trivial_passes",
-)
+REJECTIONS: tuple[Rejection, ...] = get_args(Rejection)
 """Why a problem is not kept, in the order they are checked."""
 
 TRIVIAL_BODIES = ("return None", "return args[0] if args else None", "raise NotImplementedError")
