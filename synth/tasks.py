@@ -1,8 +1,13 @@
 """The tasks stage: per agent, tasks of graded difficulty, each with its own rubric.
 
-Executable and Docker agents get procedural tasks with computed checks
-(:mod:`synth.verifiable`); simulated and MCP agents get tasks written by the generator
-model from the agent's tools, in the :class:`GeneratedTask` schema. Every task carries a
+Executable, simulated and (state-reading) MCP agents' tasks are first written as
+blueprints whose ground-truth calls are replayed into their checks
+(:mod:`synth.blueprints`), where the run asks for them. Without one, executable agents of
+the built-in tool sets get procedural tasks with computed checks (:mod:`synth.verifiable`),
+simulated and MCP agents tasks the generator writes from the agent's tools in the
+:class:`GeneratedTask` schema (checked by the judge). Docker agents' tasks are made from
+coding problems (:mod:`synth.problems`, else the templates); a repository agent's are the
+mutation tasks drawn for it (:mod:`synth.swe_tasks`). Every task carries a
 ``task`` rubric built from its success criteria (the first one is a hard gate) and a
 criterion on the expected tool use. A task the generator fails to write is reported by
 the caller as a generation failure; it never becomes a half-made task. A written task
@@ -25,6 +30,7 @@ from rubrics.degenerate import REASONS, degeneracy
 from synth.agents import SWE_TOOLSET
 from synth.blueprints import BlueprintPlan, BlueprintRejected, write_blueprint
 from synth.bounded import Name, Short, StateValue
+from synth.errors import TaskError
 from synth.problems import Problem, problem_draft
 from synth.schema import AgentSpec, Difficulty, TaskSpec, stable_id
 from synth.templates import personas, render
@@ -120,34 +126,33 @@ async def make_tasks(
     ) -> TaskSpec | str:
         rng = random.Random(task_id)
         user_persona = rng.choice(personas()["users"])
+        material = problems[index] if index < len(problems) else None
         try:
-            if draft is None and agent.environment == "docker" and index < len(problems):
-                made = problems[index]
-                if isinstance(made, TaskSpec):
-                    return bound_task(made, task_id, agent)
-                draft = problem_draft(made, difficulty)
-            if agent.toolset == SWE_TOOLSET:
-                return f"{task_id}: no repository task is left for it (the mutation pool is empty)"
-            if draft is None:
-                draft = await _draft(agent, difficulty, user_persona, rng, client)
+            made = (
+                draft
+                if draft is not None
+                else await _draft(agent, difficulty, user_persona, rng, client, material)
+            )
         except Exception as exc:  # noqa: BLE001 - one unwritable task is reported, not fatal
             return f"{task_id}: {type(exc).__name__}: {exc}"[:300]
+        if isinstance(made, TaskSpec):
+            return bound_task(made, task_id, agent)
         return TaskSpec(
             id=task_id,
             agent_id=agent.id,
             domain=agent.domain,
             difficulty=difficulty,
             environment=agent.environment,
-            user_goal=draft.user_goal,
-            user_persona=draft.user_persona or user_persona,
-            hidden_info=draft.hidden_info,
-            initial_state=draft.initial_state,
-            rubric=task_rubric(task_id, draft),
-            expected_tools=draft.expected_tools,
-            checks=draft.checks,
-            source=draft.source,
-            origin=draft.origin,
-            eval_set=draft.eval_set,
+            user_goal=made.user_goal,
+            user_persona=made.user_persona or user_persona,
+            hidden_info=made.hidden_info,
+            initial_state=made.initial_state,
+            rubric=task_rubric(task_id, made),
+            expected_tools=made.expected_tools,
+            checks=made.checks,
+            source=made.source,
+            origin=made.origin,
+            eval_set=made.eval_set,
         )
 
     done = await asyncio.gather(
@@ -191,7 +196,16 @@ async def _draft(
     user_persona: str,
     rng: random.Random,
     client: ChatClient,
-) -> TaskDraft:
+    material: Problem | TaskSpec | None = None,
+) -> TaskDraft | TaskSpec:
+    """The task without a blueprint: a repository agent's mutation task (``material``),
+    a coding problem's, a template's, or one the generator writes."""
+    if isinstance(material, TaskSpec):
+        return material
+    if agent.toolset == SWE_TOOLSET:
+        raise TaskError("no repository task is left for it (the mutation pool is empty)")
+    if material is not None:
+        return problem_draft(material, difficulty)
     if agent.environment == "executable" and agent.toolset in TOOLSET_TASKS:
         return TOOLSET_TASKS[agent.toolset](rng, difficulty)
     if agent.environment == "docker":
