@@ -34,7 +34,7 @@ from llm import ChatClient, FunctionCall, Message, ToolCall
 from rubrics.degenerate import REASONS, degeneracy
 from sandboxes.base import Environment
 from synth.bounded import Name, Short, StateValue
-from synth.schema import AgentSpec, Checks, Difficulty
+from synth.schema import AgentSpec, BlueprintCounts, Checks, Difficulty
 from synth.templates import render
 from synth.verifiable import TaskDraft
 
@@ -104,26 +104,21 @@ class BlueprintPlan:
     ``environment(seed)`` makes a fresh episode environment for the agent; ``state(rng)``
     the initial state the generator is shown (``None``: the generator writes it, as for
     the tool simulator). ``seen`` holds the signatures of blueprints already kept (one
-    worker's, across its agents), ``tried``/``kept``/``rejected`` count what happened."""
+    worker's, across its agents), ``counts`` what became of the blueprints written."""
 
     environment: Callable[[int], Environment]
     judge: ChatClient | None
     state: Callable[[random.Random], Awaitable[dict[str, Any]]] | None
     seen: set[str] = field(default_factory=set)
-    tried: int = 0
-    kept: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
-
-    def counts(self) -> dict[str, Any]:
-        return {"tried": self.tried, "kept": self.kept, "rejected": dict(self.rejected)}
+    counts: BlueprintCounts = field(default_factory=BlueprintCounts)
 
     def claim(self, draft: TaskDraft) -> bool:
         """Keep ``draft`` unless a blueprint kept before has its calls or its goal; then
         it is counted as a ``duplicate`` reject instead."""
         keys = signature(draft.user_goal, draft.checks.actions or [])
         if keys & self.seen:
-            self.kept -= 1
-            self.rejected["duplicate"] = self.rejected.get("duplicate", 0) + 1
+            self.counts.kept -= 1
+            self.counts.reject("duplicate")
             return False
         self.seen |= keys
         return True
@@ -138,13 +133,13 @@ async def write_blueprint(
     plan: BlueprintPlan,
 ) -> TaskDraft:
     """A task draft from a validated blueprint, or :class:`BlueprintRejected`."""
-    plan.tried += 1
+    plan.counts.tried += 1
     try:
         draft = await _validated(agent, difficulty, difficulty_text, rng, client, plan)
     except BlueprintRejected as rejected:
-        plan.rejected[rejected.reason] = plan.rejected.get(rejected.reason, 0) + 1
+        plan.counts.reject(rejected.reason)
         raise
-    plan.kept += 1
+    plan.counts.kept += 1
     return draft
 
 

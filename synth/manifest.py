@@ -57,15 +57,6 @@ def add_usage(total: dict[str, dict[str, float]], more: dict[str, dict[str, floa
             slot[key] = slot.get(key, 0.0) + float(value)
 
 
-def add_blueprint_counts(total: dict[str, Any], more: dict[str, Any]) -> None:
-    """Add one agent's blueprint counts (``tried``, ``kept``, ``rejected`` by reason)."""
-    total["tried"] = total.get("tried", 0) + more.get("tried", 0)
-    total["kept"] = total.get("kept", 0) + more.get("kept", 0)
-    rejected = total.setdefault("rejected", {})
-    for reason, count in (more.get("rejected") or {}).items():
-        rejected[reason] = rejected.get(reason, 0) + count
-
-
 def build_manifest(
     store: RunStore,
     *,
@@ -117,15 +108,10 @@ def build_manifest(
         ),
         by_environment={k: dict(v) for k, v in sorted(by_env.items())},
         tasks_by_source=tasks_by_source(tasks),
-        blueprints=BlueprintCounts.of(stages.get("tasks", {}).get("blueprints") or {}),
-        problems=ProblemCounts.of(stages.get("problems") or {}),
+        blueprints=BlueprintCounts.model_validate(stages.get("tasks", {}).get("blueprints") or {}),
+        problems=ProblemCounts.model_validate(stages.get("problems", {}).get("counts") or {}),
         repositories={
-            name: RepositoryCounts(
-                tried=entry["tried"],
-                kept=entry["kept"],
-                dropped_by_reason=entry["dropped"],
-                error=entry["error"],
-            )
+            name: RepositoryCounts.model_validate(entry)
             for name, entry in (stages.get("mutations", {}).get("projects") or {}).items()
         },
         decontaminated=[

@@ -43,14 +43,21 @@ from synth.config import ROLES, SynthConfig
 from synth.decontam import DecontamError, OverlapIndex, decontaminate
 from synth.errors import TaskError
 from synth.manifest import (
-    add_blueprint_counts,
     add_usage,
     build_manifest,
     export_rl_prompts,
     shortfall,
 )
 from synth.problems import Problem, generate_problems, real_problems
-from synth.schema import AgentSpec, Manifest, Record, TaskSpec
+from synth.schema import (
+    AgentSpec,
+    BlueprintCounts,
+    Manifest,
+    ProblemCounts,
+    Record,
+    RepositoryCounts,
+    TaskSpec,
+)
 from synth.store import RunStore, atomic_write
 from synth.tools import build_tools
 from synth.worker import WorkerSettings, preflight, settings_from
@@ -265,18 +272,19 @@ def _problems(
             for p in real_problems(real.name, real.path)
             if not (coding.exclude_eval_sets and p.eval_set)
         ]
-        summary: dict[str, Any] = {"real": len(made), "generated": {}}
+        counts = ProblemCounts(real=len(made))
         if coding.generated:
             kept, rejected = asyncio.run(
                 _generated_problems(generator, coding.generated, config.seed, run_id, usage)
             )
             made += kept
-            summary["generated"] = {
-                "tried": coding.generated,
-                "kept": len(kept),
-                "rejected": dict(rejected),
+            generated = {
+                "generated_tried": coding.generated,
+                "generated_kept": len(kept),
+                "rejected_by_reason": dict(rejected),
             }
-        return made, summary
+            counts = counts.model_copy(update=generated)
+        return made, {"counts": counts.model_dump()}
 
     return _stage(store, stages, "problems", Problem, produce)
 
@@ -327,7 +335,7 @@ async def _mutation_tasks(
 
     block = config.tasks.repositories
     made: list[TaskSpec] = []
-    summary: dict[str, Any] = {}
+    summary: dict[str, RepositoryCounts] = {}
     async with ChatClient(generator) as client:
         for project in block.projects:
             try:
@@ -340,17 +348,16 @@ async def _mutation_tasks(
                     max_mutants=block.max_mutants,
                 )
             except SandboxError as exc:
-                summary[project] = {"tried": 0, "kept": 0, "dropped": {}, "error": str(exc)}
+                summary[project] = RepositoryCounts(error=str(exc))
                 continue
             made += [t.task_spec(agent_id="") for t in kept]
-            summary[project] = {
-                "tried": len(kept) + sum(dropped.values()),
-                "kept": len(kept),
-                "dropped": dict(dropped),
-                "error": None,
-            }
+            summary[project] = RepositoryCounts(
+                tried=len(kept) + sum(dropped.values()),
+                kept=len(kept),
+                dropped_by_reason=dict(dropped),
+            )
         add_usage(usage, {"generator": client.usage.as_dict()})
-    return made, summary
+    return made, {name: counts.model_dump() for name, counts in summary.items()}
 
 
 def drawn_problems(
@@ -397,12 +404,12 @@ def _tasks(
         items = ((a.id, (a, drawn.get(a.id, []))) for a in agents)
         made: dict[str, list[TaskSpec]] = {}
         failures: list[str] = []
-        blueprints: dict[str, Any] = {"tried": 0, "kept": 0, "rejected": {}}
+        blueprints = BlueprintCounts()
         for key, (tasks, failed, counts) in _streamed(
             pool,
             "make_tasks",
             items,
-            lambda k, e: ([], [f"{k}: {e}"], {}, {}),
+            lambda k, e: ([], [f"{k}: {e}"], BlueprintCounts(), {}),
             progress,
             bar,
             usage,
@@ -410,12 +417,16 @@ def _tasks(
         ):
             made[key] = tasks
             failures += failed
-            add_blueprint_counts(blueprints, counts)
+            blueprints = blueprints.plus(counts)
         tasks = [t for a in agents for t in made[a.id]]
         removed: list[dict[str, str]] = []
         if config.tasks.decontaminate.against:
             tasks, removed = _decontaminated(config, tasks)
-        summary = {"failures": failures, "blueprints": blueprints, "decontaminated": removed}
+        summary = {
+            "failures": failures,
+            "blueprints": blueprints.model_dump(),
+            "decontaminated": removed,
+        }
         return tasks, summary
 
     return _stage(store, stages, "tasks", TaskSpec, produce)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -287,11 +288,16 @@ class BlueprintCounts(BaseModel):
     kept: int = 0
     rejected_by_reason: dict[str, int] = Field(default_factory=dict)
 
-    @classmethod
-    def of(cls, counts: dict[str, Any]) -> BlueprintCounts:
-        rejected = dict(sorted((counts.get("rejected") or {}).items(), key=lambda kv: -kv[1]))
-        return cls(
-            tried=counts.get("tried", 0), kept=counts.get("kept", 0), rejected_by_reason=rejected
+    def reject(self, reason: str) -> None:
+        self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
+
+    def plus(self, other: BlueprintCounts) -> BlueprintCounts:
+        """Both counts together (one agent's added to a run's), reasons most common first."""
+        rejected = Counter(self.rejected_by_reason) + Counter(other.rejected_by_reason)
+        return BlueprintCounts(
+            tried=self.tried + other.tried,
+            kept=self.kept + other.kept,
+            rejected_by_reason=dict(rejected.most_common()),
         )
 
 
@@ -305,16 +311,6 @@ class ProblemCounts(BaseModel):
     generated_tried: int = 0
     generated_kept: int = 0
     rejected_by_reason: dict[str, int] = Field(default_factory=dict)
-
-    @classmethod
-    def of(cls, summary: dict[str, Any]) -> ProblemCounts:
-        generated = summary.get("generated") or {}
-        return cls(
-            real=summary.get("real", 0),
-            generated_tried=generated.get("tried", 0),
-            generated_kept=generated.get("kept", 0),
-            rejected_by_reason=generated.get("rejected", {}),
-        )
 
 
 class RepositoryCounts(BaseModel):

@@ -27,7 +27,14 @@ from synth.config import JudgeConfig, RolloutConfig
 from synth.errors import TaskError
 from synth.problems import Problem
 from synth.rollout import Limits, roll_out
-from synth.schema import AgentSpec, Difficulty, EnvironmentKind, Record, TaskSpec
+from synth.schema import (
+    AgentSpec,
+    BlueprintCounts,
+    Difficulty,
+    EnvironmentKind,
+    Record,
+    TaskSpec,
+)
 from synth.tasks import make_tasks
 from synth.user import UserSimulator
 
@@ -113,7 +120,7 @@ class Worker:
 
     async def make_tasks(
         self, agent: AgentSpec, problems: Sequence[Problem | TaskSpec] = ()
-    ) -> tuple[list[TaskSpec], list[str], dict[str, Any], dict]:
+    ) -> tuple[list[TaskSpec], list[str], BlueprintCounts, dict]:
         """The agent's tasks, the lines of those that could not be written, what became
         of its blueprints (``tried``, ``kept``, ``rejected`` by reason), and the usage.
         ``problems`` are what a Docker agent's tasks are made from, in order: coding
@@ -128,7 +135,7 @@ class Worker:
             plan,
             problems,
         )
-        return tasks, failures, plan.counts() if plan else {}, self.usage_delta()
+        return tasks, failures, plan.counts if plan else BlueprintCounts(), self.usage_delta()
 
     def blueprint_plan(self, agent: AgentSpec) -> BlueprintPlan | None:
         """How to write ``agent``'s blueprints, or None where its kind writes none or its

@@ -22,7 +22,6 @@ from sandboxes.toolsets import BankLedger, ToolSetError, load_toolset
 from synth.agents import plan_agents
 from synth.blueprints import REJECT_REASONS, BlueprintCall, changes, replay
 from synth.config import load_config
-from synth.manifest import add_blueprint_counts
 from synth.schema import AgentSpec, BlueprintCounts, TaskSpec
 from synth.testing import ScriptedWorld, instance
 from synth.tools import build_tools
@@ -126,7 +125,7 @@ async def tasks_for(
 async def test_the_replayed_state_becomes_the_tasks_check(tmp_path: Path) -> None:
     agent = await agent_of(tmp_path)
     [task], failures, counts, _ = await tasks_for(agent, blueprint_world(transfer))
-    assert not failures and counts == {"tried": 1, "kept": 1, "rejected": {}}
+    assert not failures and counts == BlueprintCounts(tried=1, kept=1)
     assert task.source == "blueprint" and task.origin and task.origin.startswith("blueprint:")
     assert task.user_persona == "a careful saver" and task.expected_tools == ["transfer"]
     source, target = sorted(task.initial_state["accounts"])[:2]
@@ -156,9 +155,9 @@ def hidden_target(state: dict[str, Any], difficulty: str) -> dict[str, Any]:
 async def test_a_clarify_blueprint_needs_a_hidden_fact_its_calls_use(tmp_path: Path) -> None:
     agent = await agent_of(tmp_path)
     [task], _, counts, _ = await tasks_for(agent, blueprint_world(hidden_target), ("clarify",))
-    assert counts["kept"] == 1 and task.source == "blueprint" and task.hidden_info
+    assert counts.kept == 1 and task.source == "blueprint" and task.hidden_info
     [task], _, counts, _ = await tasks_for(agent, blueprint_world(transfer), ("clarify",))
-    assert counts["rejected"] == {"difficulty_mismatch": 1} and task.source == "template"
+    assert counts.rejected_by_reason == {"difficulty_mismatch": 1} and task.source == "template"
 
 
 def degenerate_goal(state: dict[str, Any], difficulty: str) -> dict[str, Any]:
@@ -191,7 +190,7 @@ async def test_every_reject_reason_is_counted_and_the_template_stands_in(
     make, agree = REJECTS[reason]
     agent = await agent_of(tmp_path)
     [task], failures, counts, _ = await tasks_for(agent, blueprint_world(make, agree=agree))
-    assert counts == {"tried": 1, "kept": 0, "rejected": {reason: 1}}
+    assert counts == BlueprintCounts(tried=1, kept=0, rejected_by_reason={reason: 1})
     assert not failures
     assert task.source == "template" and task.checks.expected_state  # the fallback
     assert task.checks.actions is None
@@ -207,7 +206,7 @@ async def test_a_repeated_blueprint_is_a_duplicate(tmp_path: Path) -> None:
 
     agent = await agent_of(tmp_path)
     tasks, _, counts, _ = await tasks_for(agent, blueprint_world(same_goal), ("single", "single"))
-    assert counts == {"tried": 2, "kept": 1, "rejected": {"duplicate": 1}}
+    assert counts == BlueprintCounts(tried=2, kept=1, rejected_by_reason={"duplicate": 1})
     assert [t.source for t in tasks] == ["blueprint", "template"]  # in index order
 
 
@@ -231,7 +230,7 @@ async def test_a_simulated_blueprint_is_replayed_through_the_tool_simulator(
         }
 
     [task], _, counts, _ = await tasks_for(agent, blueprint_world(make), kinds=("simulated",))
-    assert counts == {"tried": 1, "kept": 1, "rejected": {}} and task.source == "blueprint"
+    assert counts == BlueprintCounts(tried=1, kept=1) and task.source == "blueprint"
     assert task.initial_state == {"orders": {"id": "A-1", "status": "new"}}
     # The scripted simulator answers every call with the update {"calls": 1}.
     assert task.checks.expected_state == {"calls": 1}
@@ -255,7 +254,7 @@ async def test_a_user_tool_set_named_by_import_path(tmp_path: Path, monkeypatch)
         }
 
     [task], _, counts, _ = await tasks_for(agent, blueprint_world(make))
-    assert counts["kept"] == 1 and task.source == "blueprint"
+    assert counts.kept == 1 and task.source == "blueprint"
     sku = sorted(task.initial_state["items"])[0]
     quantity = task.initial_state["items"][sku]["quantity"]
     assert task.checks.expected_state == {"items": {sku: {"quantity": quantity + 5}}}
@@ -308,13 +307,14 @@ async def test_replay_reports_what_changed_and_removed(tmp_path: Path) -> None:
 
 
 def test_blueprint_counts_add_up_across_agents() -> None:
-    total: dict[str, Any] = {}
-    add_blueprint_counts(total, {"tried": 3, "kept": 1, "rejected": {"no_effect": 2}})
-    add_blueprint_counts(total, {"tried": 2, "kept": 1, "rejected": {"no_effect": 1}})
-    add_blueprint_counts(total, {})
-    counts = BlueprintCounts.of(total)
+    counts = (
+        BlueprintCounts()
+        .plus(BlueprintCounts(tried=3, kept=1, rejected_by_reason={"no_effect": 2}))
+        .plus(BlueprintCounts(tried=2, kept=1, rejected_by_reason={"no_effect": 1, "x": 1}))
+        .plus(BlueprintCounts())
+    )
     assert counts.tried == 5 and counts.kept == 2
-    assert counts.rejected_by_reason == {"no_effect": 3}
+    assert list(counts.rejected_by_reason.items()) == [("no_effect", 3), ("x", 1)]
 
 
 NOTES_SERVER = [
@@ -372,8 +372,8 @@ async def test_an_mcp_blueprint_is_replayed_on_a_fresh_server(tmp_path: Path) ->
         return task, counts
 
     task, counts = await play(reading)
-    assert counts == {"tried": 1, "kept": 1, "rejected": {}} and shown == [{"notes": []}]
+    assert counts == BlueprintCounts(tried=1, kept=1) and shown == [{"notes": []}]
     assert task.source == "blueprint" and task.checks.expected_state == {"notes": ["buy milk"]}
     # a server whose state cannot be read writes no blueprint: a judge-checked task
     task, counts = await play(server())
-    assert counts == {} and task.source == "generated"
+    assert counts == BlueprintCounts() and task.source == "generated"

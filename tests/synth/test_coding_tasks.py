@@ -76,7 +76,7 @@ def test_tasks_overlapping_humaneval_are_removed_with_the_reason(
         )
         manifest = run(config)
     stages = json.loads((Path(config.output_dir) / "stages.json").read_text())
-    assert stages["problems"]["real"] == 164  # the whole of HumanEval is the pool
+    assert stages["problems"]["counts"]["real"] == 164  # the whole of HumanEval is the pool
     removed = manifest.decontaminated
     assert len(removed) == 4 and {r.source for r in removed} == {"humaneval"}
     assert all(r.item.startswith("HumanEval/") and "origin" in r.reason for r in removed)
