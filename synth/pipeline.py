@@ -363,20 +363,16 @@ async def _mutation_tasks(
 def drawn_problems(
     agents: list[AgentSpec], problems: list[Problem | TaskSpec], per_agent: int, seed: int
 ) -> dict[str, list[Problem | TaskSpec]]:
-    """Per Docker agent of the pool's kind (coding problems: the coding agents; mutation
-    tasks: the repository agents), what its tasks are made from: consecutive slices of the
-    pool in one seeded order, so no two agents share an item until the pool is used up
-    (then it wraps)."""
-    repository = bool(problems) and isinstance(problems[0], TaskSpec)
-    coders = [
-        a for a in agents if a.environment == "docker" and (a.toolset == SWE_TOOLSET) == repository
-    ]
-    if not problems or not coders:
+    """Per agent of ``agents`` (those whose tasks the pool makes: the coding agents for
+    coding problems, the repository agents for mutation tasks), what its tasks are made
+    from: consecutive slices of the pool in one seeded order, so no two agents share an
+    item until the pool is used up (then it wraps)."""
+    if not problems or not agents:
         return {}
     order = list(problems)
     random.Random(f"problems:{seed}").shuffle(order)
     drawn: dict[str, list[Problem | TaskSpec]] = {}
-    for index, agent in enumerate(coders):
+    for index, agent in enumerate(agents):
         start = index * per_agent
         drawn[agent.id] = [order[(start + k) % len(order)] for k in range(per_agent)]
     return drawn
@@ -397,9 +393,12 @@ def _tasks(
     def produce(usage: dict[str, dict[str, float]]) -> tuple[list[TaskSpec], dict[str, Any]]:
         per_agent = config.tasks.per_agent
         bar = progress.add_task("tasks", total=len(agents) * per_agent)
+        docker = [a for a in agents if a.environment == "docker"]
+        coders = [a for a in docker if a.toolset != SWE_TOOLSET]
+        fixers = [a for a in docker if a.toolset == SWE_TOOLSET]
         drawn = {
-            **drawn_problems(agents, material["problems"], per_agent, config.seed),
-            **drawn_problems(agents, material["mutations"], per_agent, config.seed),
+            **drawn_problems(coders, material["problems"], per_agent, config.seed),
+            **drawn_problems(fixers, material["mutations"], per_agent, config.seed),
         }
         items = ((a.id, (a, drawn.get(a.id, []))) for a in agents)
         made: dict[str, list[TaskSpec]] = {}
