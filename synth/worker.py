@@ -9,6 +9,8 @@ role (meter deltas), so usage survives restarts and resumes with the records the
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -155,13 +157,14 @@ class Worker:
             if server is None or not server.reads_state():
                 return None
 
+            read: list[asyncio.Task[dict[str, Any]]] = []
+
             async def state(rng: random.Random) -> dict[str, Any]:
-                env = self.environment(agent, 0)
-                try:
-                    await env.reset({})
-                    return await env.state()
-                finally:
-                    await env.close()
+                """The server's state after a reset: the same for every task, so read
+                once per agent (the first caller starts it, the others wait on it)."""
+                if not read:
+                    read.append(asyncio.ensure_future(self._reset_state(agent)))
+                return copy.deepcopy(await read[0])
 
         judge = self.clients["judge"] if self.settings.blueprint_judge else None
         return BlueprintPlan(
@@ -215,6 +218,14 @@ class Worker:
             failure_rates=self.settings.failure_rates,
             seed=seed,
         )
+
+    async def _reset_state(self, agent: AgentSpec) -> dict[str, Any]:
+        env = self.environment(agent, 0)
+        try:
+            await env.reset({})
+            return await env.state()
+        finally:
+            await env.close()
 
     def sandbox(self) -> Any:
         if self._box is None:
